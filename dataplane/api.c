@@ -1,1 +1,403 @@
-/* placeholder */
+/*
+ * api.c: dataplane.sock; protocol in api.h.
+ *
+ * One poll() loop on the main lcore: non-blocking accept, line-buffered
+ * reads bounded by API_REQUEST_MAX (a longer line is an error reply and a
+ * closed connection), replies written whole.  Counters are summed across
+ * workers at request time; workers are never stopped or locked for it.
+ */
+#define _GNU_SOURCE   /* accept4 */
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+
+#define TETHER_VERSION "0.1.0"
+
+static const char *const port_names[2] = { "public", "private" };
+
+static int
+make_parent_directory(const char *path)
+{
+	char directory[CONFIG_PATH_MAX];
+	char *slash;
+
+	snprintf(directory, sizeof(directory), "%s", path);
+	slash = strrchr(directory, '/');
+	if (!slash || slash == directory)
+		return 0;
+	*slash = '\0';
+	if (mkdir(directory, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int
+api_open(struct api *api, const char *path, char *error, size_t error_size)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	int rc;
+
+	if (strlen(path) >= sizeof(address.sun_path)) {
+		snprintf(error, error_size, "socket path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
+	snprintf(api->path, sizeof(api->path), "%s", path);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", path);
+	if ((rc = make_parent_directory(path)) < 0) {
+		snprintf(error, error_size, "cannot create the directory of %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	api->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (api->listen_fd < 0)
+		goto fail;
+	unlink(path);   /* a stale socket from a dataplane that died */
+	mode_t old_mask = umask(0117);
+	rc = bind(api->listen_fd, (struct sockaddr *)&address, sizeof(address));
+	umask(old_mask);
+	if (rc < 0 || listen(api->listen_fd, 16) < 0)
+		goto fail;
+	return 0;
+fail:
+	rc = -errno;
+	snprintf(error, error_size, "cannot listen on %s: %s", path, strerror(errno));
+	if (api->listen_fd >= 0)
+		close(api->listen_fd);
+	api->listen_fd = -1;
+	return rc;
+}
+
+void
+api_close(struct api *api)
+{
+	for (unsigned i = 0; i < API_CLIENTS_MAX; i++) {
+		if (!api->clients[i])
+			continue;
+		close(api->clients[i]->fd);
+		free(api->clients[i]);
+		api->clients[i] = NULL;
+	}
+	if (api->listen_fd >= 0) {
+		close(api->listen_fd);
+		unlink(api->path);
+	}
+	api->listen_fd = -1;
+}
+
+/* --- counters, summed over workers --- */
+
+#define SUM(field) ({ uint64_t total_ = 0; \
+	for (unsigned w_ = 0; w_ < api->worker_count; w_++) total_ += api->workers[w_].field; \
+	total_; })
+
+static json_t *
+ports_json(const struct api *api)
+{
+	json_t *ports = json_object();
+
+	for (unsigned p = 0; p < 2; p++) {
+		json_object_set_new(ports, port_names[p], json_pack(
+			"{s:I, s:I, s:I, s:I, s:I}",
+			"rx_packets", (json_int_t)SUM(stats.ports[p].rx_packets),
+			"rx_bytes", (json_int_t)SUM(stats.ports[p].rx_bytes),
+			"tx_packets", (json_int_t)SUM(stats.ports[p].tx_packets),
+			"tx_bytes", (json_int_t)SUM(stats.ports[p].tx_bytes),
+			"tx_dropped", (json_int_t)SUM(stats.ports[p].tx_dropped)));
+	}
+	return ports;
+}
+
+static json_t *
+drops_json(const struct api *api, uint64_t *total)
+{
+	json_t *drops = json_object();
+
+	*total = 0;
+	for (unsigned r = 1; r < PACKET_REASON_COUNT; r++) {
+		uint64_t count = SUM(stats.drops[r]);
+		*total += count;
+		json_object_set_new(drops, packet_reason_name(r), json_integer((json_int_t)count));
+	}
+	return drops;
+}
+
+static json_t *
+services_json(const struct api *api)
+{
+	const struct services *services = api->workers[0].services;
+	json_t *list = json_array();
+	char vip[16];
+
+	for (unsigned s = 0; s < services->service_count; s++) {
+		const struct runtime_service *service = &services->services[s];
+		const struct config_service *conf = &api->config->services[s];
+		json_array_append_new(list, json_pack(
+			"{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"name", service->name,
+			"vip", config_format_ipv4(conf->vip, vip),
+			"port", conf->port,
+			"protocol", conf->protocol == CONFIG_PROTO_UDP ? "udp" : "tcp",
+			"pool", services->pools[service->pool].name,
+			"persistence", config_persistence_mode_name(conf->persistence.mode),
+			"new_flows", (json_int_t)SUM(stats.services[s].new_flows),
+			"packets_in", (json_int_t)SUM(stats.services[s].packets_in),
+			"bytes_in", (json_int_t)SUM(stats.services[s].bytes_in),
+			"packets_out", (json_int_t)SUM(stats.services[s].packets_out),
+			"bytes_out", (json_int_t)SUM(stats.services[s].bytes_out),
+			"persist_hits", (json_int_t)SUM(stats.services[s].persist_hits),
+			"persist_misses", (json_int_t)SUM(stats.services[s].persist_misses)));
+	}
+	return list;
+}
+
+static json_t *
+backends_json(const struct api *api)
+{
+	const struct services *services = api->workers[0].services;
+	const struct neighbor_table *neighbors = &api->workers[0].neighbors;
+	json_t *list = json_array();
+	char address[16];
+
+	for (unsigned b = 0; b < services->backend_count; b++) {
+		const struct runtime_backend *backend = &services->backends[b];
+		uint64_t created = SUM(stats.backends[b].new_flows);
+		uint64_t expired = SUM(stats.backends[b].expired_flows);
+		bool resolved = backend->neighbor != NEIGHBOR_NONE &&
+				neighbors->entries[backend->neighbor].state == NEIGHBOR_REACHABLE;
+		json_array_append_new(list, json_pack(
+			"{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"pool", services->pools[backend->pool].name,
+			"name", backend->name,
+			"address", config_format_ipv4(rte_be_to_cpu_32(backend->address), address),
+			"port", rte_be_to_cpu_16(backend->port),
+			"weight", backend->weight,
+			"active", backend->active,
+			"neighbor_resolved", resolved,
+			"new_flows", (json_int_t)created,
+			"active_flows", (json_int_t)(created - expired),
+			"packets_in", (json_int_t)SUM(stats.backends[b].packets_in),
+			"bytes_in", (json_int_t)SUM(stats.backends[b].bytes_in),
+			"packets_out", (json_int_t)SUM(stats.backends[b].packets_out),
+			"bytes_out", (json_int_t)SUM(stats.backends[b].bytes_out)));
+	}
+	return list;
+}
+
+static json_t *
+stats_json(const struct api *api)
+{
+	uint64_t drops_total;
+	json_t *drops = drops_json(api, &drops_total);
+
+	return json_pack(
+		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o}",
+		"ports", ports_json(api),
+		"drops", drops,
+		"drops_total", (json_int_t)drops_total,
+		"flows",
+		"live", (json_int_t)SUM(flows.live),
+		"capacity", (json_int_t)SUM(flows.capacity),
+		"created", (json_int_t)SUM(stats.flows_created),
+		"expired", (json_int_t)SUM(stats.flows_expired),
+		"persistence",
+		"live", (json_int_t)SUM(persist.live),
+		"inserted", (json_int_t)SUM(stats.persist_inserted),
+		"expired", (json_int_t)SUM(stats.persist_expired),
+		"arp",
+		"requests_sent", (json_int_t)SUM(stats.arp_requests_sent),
+		"replies_sent", (json_int_t)SUM(stats.arp_replies_sent),
+		"learned", (json_int_t)SUM(stats.arp_learned),
+		"gratuitous_sent", (json_int_t)SUM(stats.arp_gratuitous_sent),
+		"icmp",
+		"echo_replies", (json_int_t)SUM(stats.icmp_echo_replies),
+		"errors_relayed", (json_int_t)SUM(stats.icmp_errors_relayed),
+		"services", services_json(api),
+		"backends", backends_json(api));
+}
+
+static json_t *
+status_json(const struct api *api)
+{
+	json_t *ports = json_object();
+	char address[16];
+
+	for (unsigned p = 0; p < 2; p++) {
+		const struct dataplane_port *port = &api->workers[0].ports[p];
+		struct rte_eth_link link = { 0 };
+		char mac[RTE_ETHER_ADDR_FMT_SIZE];
+		rte_eth_link_get_nowait(port->port_id, &link);
+		rte_ether_format_addr(mac, sizeof(mac), &port->mac);
+		json_object_set_new(ports, port_names[p], json_pack(
+			"{s:i, s:s, s:s, s:b}", "port_id", port->port_id, "mac", mac,
+			"address", config_format_ipv4(rte_be_to_cpu_32(port->address), address),
+			"link_up", link.link_status == RTE_ETH_LINK_UP));
+	}
+	return json_pack("{s:s, s:I, s:i, s:o}", "version", TETHER_VERSION,
+			 "uptime_s", (json_int_t)((rte_rdtsc() - api->started_tsc) / rte_get_tsc_hz()),
+			 "workers", (int)api->worker_count, "ports", ports);
+}
+
+static char *
+error_reply(const char *format, const char *detail)
+{
+	char message[256];
+	snprintf(message, sizeof(message), format, detail);
+	json_t *reply = json_pack("{s:s}", "error", message);
+	char *text = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	return text;
+}
+
+char *
+api_handle_request(struct api *api, const char *line, size_t length)
+{
+	json_error_t parse_error;
+	json_t *request = json_loadb(line, length, 0, &parse_error);
+	json_t *reply = NULL;
+	const char *command;
+	char *text;
+
+	if (!request)
+		return error_reply("invalid JSON: %s", parse_error.text);
+	if (!json_is_object(request) ||
+	    !(command = json_string_value(json_object_get(request, "command")))) {
+		json_decref(request);
+		return error_reply("%s", "expected an object with a string \"command\"");
+	}
+	if (strcmp(command, "stats") == 0)
+		reply = stats_json(api);
+	else if (strcmp(command, "status") == 0)
+		reply = status_json(api);
+	if (!reply) {
+		text = error_reply("unknown command '%.64s' (known: stats, status)", command);
+		json_decref(request);
+		return text;
+	}
+	json_decref(request);
+	text = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	return text;
+}
+
+static void
+drop_client(struct api *api, unsigned index)
+{
+	close(api->clients[index]->fd);
+	free(api->clients[index]);
+	api->clients[index] = NULL;
+}
+
+static void
+accept_clients(struct api *api)
+{
+	int fd;
+
+	while ((fd = accept4(api->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		unsigned i;
+		for (i = 0; i < API_CLIENTS_MAX && api->clients[i]; i++)
+			;
+		struct api_client *client = i < API_CLIENTS_MAX ? calloc(1, sizeof(*client)) : NULL;
+		if (!client) {
+			close(fd);   /* full: the client sees EOF and may retry */
+			continue;
+		}
+		client->fd = fd;
+		api->clients[i] = client;
+	}
+}
+
+/* Write all of `text` then a newline; the socket is non-blocking, so wait
+ * briefly for room rather than give up on a slow reader. */
+static int
+write_reply(int fd, const char *text)
+{
+	size_t length = strlen(text);
+	const char *data = text;
+	char newline = '\n';
+
+	for (int part = 0; part < 2; part++) {
+		while (length) {
+			ssize_t written = write(fd, data, length);
+			if (written < 0 && errno == EAGAIN) {
+				struct pollfd wait = { .fd = fd, .events = POLLOUT };
+				if (poll(&wait, 1, 1000) <= 0)
+					return -1;
+				continue;
+			}
+			if (written <= 0)
+				return -1;
+			data += written;
+			length -= (size_t)written;
+		}
+		data = &newline;
+		length = 1;
+	}
+	return 0;
+}
+
+/* Read what is there; answer each complete line.  Returns -1 to drop. */
+static int
+serve_client(struct api *api, struct api_client *client)
+{
+	ssize_t got = read(client->fd, client->buffer + client->length,
+			   sizeof(client->buffer) - client->length);
+	if (got == 0 || (got < 0 && errno != EAGAIN))
+		return -1;
+	if (got < 0)
+		return 0;
+	client->length += (size_t)got;
+	char *newline;
+	while ((newline = memchr(client->buffer, '\n', client->length))) {
+		size_t line_length = (size_t)(newline - client->buffer);
+		char *reply = api_handle_request(api, client->buffer, line_length);
+		int rc = reply ? write_reply(client->fd, reply) : -1;
+		free(reply);
+		if (rc < 0)
+			return -1;
+		client->length -= line_length + 1;
+		memmove(client->buffer, newline + 1, client->length);
+	}
+	if (client->length == sizeof(client->buffer)) {
+		char *reply = error_reply("request longer than %s bytes", "65536");
+		write_reply(client->fd, reply);
+		free(reply);
+		return -1;
+	}
+	return 0;
+}
+
+void
+api_poll(struct api *api, int timeout_ms)
+{
+	struct pollfd fds[API_CLIENTS_MAX + 1];
+	unsigned owners[API_CLIENTS_MAX + 1];
+	unsigned count = 0;
+
+	fds[count++] = (struct pollfd){ .fd = api->listen_fd, .events = POLLIN };
+	for (unsigned i = 0; i < API_CLIENTS_MAX; i++) {
+		if (!api->clients[i])
+			continue;
+		owners[count] = i;
+		fds[count++] = (struct pollfd){ .fd = api->clients[i]->fd, .events = POLLIN };
+	}
+	if (poll(fds, count, timeout_ms) <= 0)
+		return;
+	if (fds[0].revents & POLLIN)
+		accept_clients(api);
+	for (unsigned f = 1; f < count; f++)
+		if (fds[f].revents && serve_client(api, api->clients[owners[f]]) < 0)
+			drop_client(api, owners[f]);
+}

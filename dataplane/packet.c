@@ -1,1 +1,184 @@
-/* placeholder */
+/*
+ * packet.c: bounds-checked parsing of the frames the dataplane accepts.
+ * See packet.h for the policy on options, fragments and checksums.
+ */
+#include "packet.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include <rte_arp.h>
+#include <rte_ether.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+static const char *const reason_names[PACKET_REASON_COUNT] = {
+	[PACKET_OK] = "ok",
+	[PACKET_DROP_SHORT_FRAME] = "short_frame",
+	[PACKET_DROP_UNSUPPORTED_ETHERTYPE] = "unsupported_ethertype",
+	[PACKET_DROP_ARP_MALFORMED] = "arp_malformed",
+	[PACKET_DROP_IP_TRUNCATED] = "ip_truncated",
+	[PACKET_DROP_IP_VERSION] = "ip_version",
+	[PACKET_DROP_IP_BAD_IHL] = "ip_bad_ihl",
+	[PACKET_DROP_IP_BAD_TOTAL_LENGTH] = "ip_bad_total_length",
+	[PACKET_DROP_IP_BAD_CHECKSUM] = "ip_bad_checksum",
+	[PACKET_DROP_IP_OPTIONS] = "ip_options",
+	[PACKET_DROP_IP_FRAGMENT] = "ip_fragment",
+	[PACKET_DROP_IP_BAD_SOURCE] = "ip_bad_source",
+	[PACKET_DROP_TCP_TRUNCATED] = "tcp_truncated",
+	[PACKET_DROP_TCP_BAD_DATA_OFFSET] = "tcp_bad_data_offset",
+	[PACKET_DROP_UDP_TRUNCATED] = "udp_truncated",
+	[PACKET_DROP_UDP_BAD_LENGTH] = "udp_bad_length",
+	[PACKET_DROP_ICMP_TRUNCATED] = "icmp_truncated",
+	[PACKET_DROP_UNSUPPORTED_PROTOCOL] = "unsupported_protocol",
+	[PACKET_DROP_NOT_FOR_US] = "not_for_us",
+	[PACKET_DROP_NO_SERVICE] = "no_service",
+	[PACKET_DROP_ACL_DENIED] = "acl_denied",
+	[PACKET_DROP_TCP_NO_FLOW] = "tcp_no_flow",
+	[PACKET_DROP_FLOW_TABLE_FULL] = "flow_table_full",
+	[PACKET_DROP_FLOW_CONFLICT] = "flow_conflict",
+	[PACKET_DROP_NO_BACKEND] = "no_backend",
+	[PACKET_DROP_NEIGHBOR_UNRESOLVED] = "neighbor_unresolved",
+	[PACKET_DROP_ICMP_UNHANDLED] = "icmp_unhandled",
+	[PACKET_DROP_ICMP_NO_FLOW] = "icmp_no_flow",
+	[PACKET_DROP_TX_FULL] = "tx_full",
+};
+
+const char *
+packet_reason_name(enum packet_reason reason)
+{
+	if ((unsigned)reason >= PACKET_REASON_COUNT)
+		return "unknown";
+	return reason_names[reason];
+}
+
+uint32_t
+checksum_partial(const void *data, uint32_t length, uint32_t sum)
+{
+	const uint8_t *bytes = data;
+	uint64_t wide = sum;
+
+	while (length >= 2) {
+		uint16_t word;
+		memcpy(&word, bytes, 2);
+		wide += word;
+		bytes += 2;
+		length -= 2;
+	}
+	if (length) {
+		uint16_t word = 0;
+		memcpy(&word, bytes, 1);  /* pad with a zero byte in memory order */
+		wide += word;
+	}
+	while (wide >> 32)
+		wide = (wide & 0xffffffff) + (wide >> 32);
+	return (uint32_t)(wide & 0xffff) + (uint32_t)(wide >> 16);
+}
+
+static enum packet_reason
+parse_arp(uint32_t available)
+{
+	/* Only Ethernet/IPv4 ARP; anything shorter cannot be answered safely. */
+	return available < sizeof(struct rte_arp_hdr) ? PACKET_DROP_ARP_MALFORMED : PACKET_OK;
+}
+
+/* Source addresses no host may use: 0/8, loopback, multicast, class E, broadcast. */
+static int
+source_is_bogus(uint32_t source_be)
+{
+	uint8_t first = (uint8_t)(rte_be_to_cpu_32(source_be) >> 24);
+	return first == 0 || first == 127 || first >= 224;
+}
+
+static enum packet_reason
+parse_l4(const uint8_t *l4, uint32_t l4_length, struct packet_info *info)
+{
+	switch (info->protocol) {
+	case IPPROTO_TCP: {
+		const struct rte_tcp_hdr *tcp = (const struct rte_tcp_hdr *)l4;
+		if (l4_length < sizeof(*tcp))
+			return PACKET_DROP_TCP_TRUNCATED;
+		uint32_t data_offset = (uint32_t)(tcp->data_off >> 4) * 4;
+		if (data_offset < sizeof(*tcp) || data_offset > l4_length)
+			return PACKET_DROP_TCP_BAD_DATA_OFFSET;
+		info->source_port = tcp->src_port;
+		info->destination_port = tcp->dst_port;
+		info->tcp_flags = tcp->tcp_flags;
+		return PACKET_OK;
+	}
+	case IPPROTO_UDP: {
+		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
+		if (l4_length < sizeof(*udp))
+			return PACKET_DROP_UDP_TRUNCATED;
+		uint32_t datagram_length = rte_be_to_cpu_16(udp->dgram_len);
+		if (datagram_length < sizeof(*udp) || datagram_length > l4_length)
+			return PACKET_DROP_UDP_BAD_LENGTH;
+		info->source_port = udp->src_port;
+		info->destination_port = udp->dst_port;
+		return PACKET_OK;
+	}
+	case IPPROTO_ICMP:
+		/* type, code, checksum, 4 bytes of rest-of-header */
+		return l4_length < sizeof(struct rte_icmp_hdr) ? PACKET_DROP_ICMP_TRUNCATED : PACKET_OK;
+	default:
+		return PACKET_DROP_UNSUPPORTED_PROTOCOL;
+	}
+}
+
+static enum packet_reason
+parse_ipv4(const uint8_t *frame, uint32_t length, struct packet_info *info)
+{
+	uint32_t available = length - PACKET_ETHER_HEADER_LENGTH;
+	const struct rte_ipv4_hdr *ip =
+		(const struct rte_ipv4_hdr *)(frame + PACKET_ETHER_HEADER_LENGTH);
+
+	if (available < PACKET_IPV4_HEADER_LENGTH)
+		return PACKET_DROP_IP_TRUNCATED;
+	if ((ip->version_ihl >> 4) != 4)
+		return PACKET_DROP_IP_VERSION;
+	uint32_t header_length = (uint32_t)(ip->version_ihl & 0x0f) * 4;
+	if (header_length < PACKET_IPV4_HEADER_LENGTH || header_length > available)
+		return PACKET_DROP_IP_BAD_IHL;
+	uint32_t total_length = rte_be_to_cpu_16(ip->total_length);
+	/* Frames may carry Ethernet padding past the datagram, never less than it. */
+	if (total_length < header_length || total_length > available)
+		return PACKET_DROP_IP_BAD_TOTAL_LENGTH;
+	if (checksum_compute(ip, header_length) != 0)
+		return PACKET_DROP_IP_BAD_CHECKSUM;
+	if (header_length != PACKET_IPV4_HEADER_LENGTH)
+		return PACKET_DROP_IP_OPTIONS;
+	/* More-fragments set, or a non-zero offset: any piece of a fragmented datagram. */
+	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))
+		return PACKET_DROP_IP_FRAGMENT;
+	if (source_is_bogus(ip->src_addr))
+		return PACKET_DROP_IP_BAD_SOURCE;
+
+	info->kind = PACKET_KIND_IPV4;
+	info->protocol = ip->next_proto_id;
+	info->l3_offset = PACKET_ETHER_HEADER_LENGTH;
+	info->l3_length = (uint16_t)total_length;
+	info->l4_offset = (uint16_t)(PACKET_ETHER_HEADER_LENGTH + header_length);
+	info->source = ip->src_addr;
+	info->destination = ip->dst_addr;
+	return parse_l4(frame + info->l4_offset, total_length - header_length, info);
+}
+
+enum packet_reason
+packet_parse(const uint8_t *frame, uint32_t length, struct packet_info *info)
+{
+	uint16_t ether_type;
+
+	memset(info, 0, sizeof(*info));
+	if (length < PACKET_ETHER_HEADER_LENGTH)
+		return PACKET_DROP_SHORT_FRAME;
+	memcpy(&ether_type, frame + 12, sizeof(ether_type));
+	if (ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+		return parse_ipv4(frame, length, info);
+	if (ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+		info->kind = PACKET_KIND_ARP;
+		return parse_arp(length - PACKET_ETHER_HEADER_LENGTH);
+	}
+	return PACKET_DROP_UNSUPPORTED_ETHERTYPE;
+}

@@ -1,1 +1,271 @@
-/* placeholder */
+/*
+ * pipeline.c: one received burst, parse -> classify -> bulk flow lookup ->
+ * NAT, or new-flow scheduling.  The stages and their contract are described
+ * in pipeline.h; the NAT rewrites in nat.h; ARP and ICMP leave for the slow
+ * path in neighbor.c and icmp.c.
+ */
+#include "pipeline.h"
+
+#include <rte_hash_crc.h>
+#include <rte_prefetch.h>
+#include <rte_tcp.h>
+
+#include "nat.h"
+
+#define PREFETCH_OFFSET 4
+#define MAGLEV_SEED     0x7e74e7u   /* same on every node: the same client picks the same backend */
+
+static inline void
+send_to_neighbor(struct worker *worker, struct rte_mbuf *m, uint16_t index)
+{
+	const struct neighbor *neighbor = &worker->neighbors.entries[index];
+
+	if (unlikely(index == NEIGHBOR_NONE || neighbor->state != NEIGHBOR_REACHABLE)) {
+		pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
+		return;
+	}
+	pipeline_send(worker, neighbor->port, m, &neighbor->mac);
+}
+
+/* Forward one packet of a known flow, rewritten for the side it goes to. */
+static inline void
+forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
+	     uint32_t reference)
+{
+	struct flow *flow = flow_at(&worker->flows, reference);
+	enum flow_direction direction = reference & 1;
+	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	struct service_stats *service = &worker->stats.services[flow->service];
+	struct backend_stats *backend = &worker->stats.backends[flow->backend];
+
+	flow->last_seen = worker->now;
+	if (info->protocol == IPPROTO_TCP)
+		flow_track_tcp(flow, direction, info->tcp_flags);
+	if (direction == FLOW_FORWARD) {
+		service->packets_in++;
+		service->bytes_in += m->pkt_len;
+		backend->packets_in++;
+		backend->bytes_in += m->pkt_len;
+		nat_to_backend(frame, info, flow->backend_address, flow->backend_port);
+		send_to_neighbor(worker, m, flow->neighbor);
+	} else {
+		service->packets_out++;
+		service->bytes_out += m->pkt_len;
+		backend->packets_out++;
+		backend->bytes_out += m->pkt_len;
+		nat_to_client(frame, info, flow->vip, flow->vip_port);
+		send_to_neighbor(worker, m, worker->ports[PORT_PUBLIC].gateway_neighbor);
+	}
+}
+
+static inline uint32_t
+flow_hash(const struct packet_info *info)
+{
+	uint32_t hash = rte_hash_crc_4byte(info->source, MAGLEV_SEED);
+	hash = rte_hash_crc_4byte(info->destination, hash);
+	hash = rte_hash_crc_4byte((uint32_t)info->source_port << 16 | info->destination_port, hash);
+	return rte_hash_crc_4byte(info->protocol, hash);
+}
+
+/* Maglev pick within the service's pool; returns a runtime backend index or -1. */
+static inline int
+maglev_pick(const struct services *services, const struct runtime_service *service, uint32_t hash)
+{
+	const struct runtime_pool *pool = &services->pools[service->pool];
+	uint16_t slot = maglev_lookup(&pool->maglev, hash);
+
+	return slot == MAGLEV_NO_BACKEND ? -1 : pool->first_backend + slot;
+}
+
+/*
+ * Source-IP persistence: a live entry whose backend may still take flows wins;
+ * otherwise Maglev on the client prefix picks, and the entry is (re)written.
+ * Sets *entry to the persistence entry the new flow keeps alive.
+ */
+static int
+schedule_source_ip(struct worker *worker, unsigned service_index,
+		   const struct packet_info *info, uint32_t *entry)
+{
+	const struct services *services = worker->services;
+	const struct runtime_service *service = &services->services[service_index];
+	struct service_stats *stats = &worker->stats.services[service_index];
+	struct persist_key key = { info->source & service->source_mask, (uint16_t)service_index, 0 };
+	uint64_t expires = worker->now + (uint64_t)service->persist_timeout_s * worker->hz;
+	int position = persist_lookup(&worker->persist, &key);
+
+	if (position >= 0) {
+		struct persist_entry *persisted = &worker->persist.entries[position];
+		if (services->backends[persisted->backend].active) {
+			persisted->expires = expires;
+			*entry = (uint32_t)position;
+			stats->persist_hits++;
+			return persisted->backend;
+		}
+	}
+	stats->persist_misses++;
+	int backend = maglev_pick(services, service, rte_hash_crc_4byte(key.client, MAGLEV_SEED));
+	if (backend < 0)
+		return -1;
+	position = persist_insert(&worker->persist, &key, (uint16_t)backend, expires);
+	if (position >= 0) {
+		worker->stats.persist_inserted++;
+		*entry = (uint32_t)position;
+	}
+	return backend;
+}
+
+static inline bool
+opens_tcp_flow(uint8_t tcp_flags)
+{
+	return (tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG | RTE_TCP_FIN_FLAG))
+	       == RTE_TCP_SYN_FLAG;
+}
+
+/* A packet that matched no flow: admit it to a service or drop it, counted. */
+static void
+new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info)
+{
+	const struct services *services = worker->services;
+	int service_index = services_find(services, info->destination, info->destination_port,
+					  info->protocol);
+	if (service_index < 0) {
+		pipeline_drop(worker, m, services_is_vip(services, info->destination) ?
+				      PACKET_DROP_NO_SERVICE : PACKET_DROP_NOT_FOR_US);
+		return;
+	}
+	const struct runtime_service *service = &services->services[service_index];
+	if (!services_source_allowed(service, info->source)) {
+		pipeline_drop(worker, m, PACKET_DROP_ACL_DENIED);
+		return;
+	}
+	if (info->protocol == IPPROTO_TCP && !opens_tcp_flow(info->tcp_flags)) {
+		pipeline_drop(worker, m, PACKET_DROP_TCP_NO_FLOW);
+		return;
+	}
+
+	uint32_t persist_entry = FLOW_NO_PERSIST;
+	int backend_index = service->persistence == CONFIG_PERSIST_SOURCE_IP ?
+		schedule_source_ip(worker, (unsigned)service_index, info, &persist_entry) :
+		maglev_pick(services, service, flow_hash(info));
+	if (backend_index < 0) {
+		pipeline_drop(worker, m, PACKET_DROP_NO_BACKEND);
+		return;
+	}
+	const struct runtime_backend *backend = &services->backends[backend_index];
+	struct flow flow = {
+		.last_seen = worker->now,
+		.client = info->source,
+		.vip = info->destination,
+		.backend_address = backend->address,
+		.client_port = info->source_port,
+		.vip_port = info->destination_port,
+		.backend_port = services_backend_port(service, backend),
+		.service = (uint16_t)service_index,
+		.backend = (uint16_t)backend_index,
+		.protocol = info->protocol,
+		.state = info->protocol == IPPROTO_TCP ? FLOW_TCP_SYN : FLOW_UDP,
+		.persist_entry = persist_entry,
+		.neighbor = backend->neighbor,
+	};
+	int index = flow_insert(&worker->flows, &flow);
+	if (index == -EEXIST) {
+		/* The same SYN twice in one burst: the first created the flow. */
+		struct flow_key key;
+		flow_key_forward(&flow, &key);
+		uint32_t reference = flow_lookup(&worker->flows, &key);
+		if (reference != UINT32_MAX) {
+			forward_flow(worker, m, info, reference);
+			return;
+		}
+	}
+	if (index < 0) {
+		pipeline_drop(worker, m, index == -ENOSPC ? PACKET_DROP_FLOW_TABLE_FULL :
+							    PACKET_DROP_FLOW_CONFLICT);
+		return;
+	}
+	if (persist_entry != FLOW_NO_PERSIST)
+		worker->persist.entries[persist_entry].flows++;
+	worker->stats.flows_created++;
+	worker->stats.services[service_index].new_flows++;
+	worker->stats.backends[backend_index].new_flows++;
+	forward_flow(worker, m, info, (uint32_t)index << 1 | FLOW_FORWARD);
+}
+
+void
+pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **packets,
+		       uint16_t count)
+{
+	struct packet_info info[PIPELINE_BURST];
+	struct flow_key keys[PIPELINE_BURST];
+	const struct flow_key *key_pointers[PIPELINE_BURST];
+	uint32_t references[PIPELINE_BURST];
+	uint8_t lookup_packet[PIPELINE_BURST];
+	unsigned lookups = 0;
+	struct port_stats *port_stats = &worker->stats.ports[port];
+
+	for (unsigned i = 0; i < PREFETCH_OFFSET && i < count; i++)
+		rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
+
+	/* Stage 1: parse and classify; ARP and ICMP go to the slow path. */
+	for (unsigned i = 0; i < count; i++) {
+		struct rte_mbuf *m = packets[i];
+		if (i + PREFETCH_OFFSET < count)
+			rte_prefetch0(rte_pktmbuf_mtod(packets[i + PREFETCH_OFFSET], void *));
+		port_stats->rx_packets++;
+		port_stats->rx_bytes += m->pkt_len;
+
+		enum packet_reason reason = packet_parse(rte_pktmbuf_mtod(m, uint8_t *),
+							 rte_pktmbuf_data_len(m), &info[i]);
+		if (unlikely(reason != PACKET_OK)) {
+			pipeline_drop(worker, m, reason);
+			continue;
+		}
+		if (unlikely(info[i].kind == PACKET_KIND_ARP)) {
+			arp_input(worker, port, m);
+			continue;
+		}
+		if (unlikely(info[i].protocol == IPPROTO_ICMP)) {
+			icmp_input(worker, port, m, &info[i]);
+			continue;
+		}
+		keys[lookups] = (struct flow_key){ info[i].source, info[i].destination,
+						   info[i].source_port, info[i].destination_port,
+						   info[i].protocol, {0} };
+		key_pointers[lookups] = &keys[lookups];
+		lookup_packet[lookups++] = (uint8_t)i;
+	}
+	if (lookups == 0)
+		return;
+
+	/* Stage 2: one bulk lookup (rte_hash prefetches its buckets). */
+	flow_lookup_bulk(&worker->flows, key_pointers, lookups, references);
+
+	/* Stage 3: NAT known flows, admit or drop new ones. */
+	for (unsigned j = 0; j < lookups; j++) {
+		unsigned i = lookup_packet[j];
+		if (likely(references[j] != UINT32_MAX))
+			forward_flow(worker, packets[i], &info[i], references[j]);
+		else
+			new_flow(worker, packets[i], &info[i]);
+	}
+}
+
+static void
+flow_expired(struct flow *flow, void *arg)
+{
+	struct worker *worker = arg;
+
+	if (flow->persist_entry != FLOW_NO_PERSIST)
+		worker->persist.entries[flow->persist_entry].flows--;
+	worker->stats.backends[flow->backend].expired_flows++;
+}
+
+unsigned
+pipeline_expire(struct worker *worker, unsigned budget)
+{
+	unsigned expired = flow_expire(&worker->flows, worker->now, budget, flow_expired, worker);
+
+	worker->stats.flows_expired += expired;
+	worker->stats.persist_expired += persist_expire(&worker->persist, worker->now, budget);
+	return expired;
+}

@@ -1,1 +1,159 @@
-/* placeholder */
+/*
+ * worker.c: the lcore loop, l3fwd-style: stamp the time, receive a burst on
+ * each port, run the pipeline, transmit; every millisecond expire a slice of
+ * the flow table, every 10 ms run the ARP timers.  Everything it touches is in
+ * its own struct worker.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+volatile bool worker_stop;
+
+#define EXPIRE_BUDGET 1024   /* entries looked at per millisecond: 1 M per second */
+
+static uint16_t
+backend_next_hop(struct worker *worker, uint32_t address)
+{
+	const struct dataplane_port *private_port = &worker->ports[PORT_PRIVATE];
+
+	if ((address & private_port->netmask) == (private_port->address & private_port->netmask))
+		return neighbor_add(&worker->neighbors, address, PORT_PRIVATE);
+	return private_port->gateway_neighbor;
+}
+
+int
+worker_init(struct worker *worker, unsigned id, const struct config *config,
+	    struct services *services, struct rte_mempool *mempool,
+	    const struct dataplane_port ports[2], char *error, size_t error_size)
+{
+	const struct config_dataplane *dataplane = &config->dataplane;
+	struct flow_timeouts timeouts = {
+		dataplane->tcp_syn_timeout_s, dataplane->tcp_established_timeout_s,
+		dataplane->tcp_fin_timeout_s, dataplane->tcp_close_timeout_s,
+		dataplane->udp_timeout_s,
+	};
+	char name[32];
+	int rc;
+
+	memset(worker, 0, sizeof(*worker));
+	worker->id = id;
+	worker->hz = rte_get_tsc_hz();
+	worker->services = services;
+	worker->mempool = mempool;
+	worker->ports[PORT_PUBLIC] = ports[PORT_PUBLIC];
+	worker->ports[PORT_PRIVATE] = ports[PORT_PRIVATE];
+
+	snprintf(name, sizeof(name), "flows%u", id);
+	if ((rc = flow_table_create(&worker->flows, name, dataplane->flow_capacity, &timeouts,
+				    (int)rte_socket_id())) < 0) {
+		snprintf(error, error_size, "flow table of %u entries: out of memory", dataplane->flow_capacity);
+		return rc;
+	}
+	snprintf(name, sizeof(name), "persist%u", id);
+	if ((rc = persist_create(&worker->persist, name, dataplane->session_capacity,
+				 (int)rte_socket_id())) < 0) {
+		snprintf(error, error_size, "persistence table of %u entries: out of memory",
+			 dataplane->session_capacity);
+		return rc;
+	}
+	if ((rc = stats_init(&worker->stats, services->service_count, services->backend_count)) < 0) {
+		snprintf(error, error_size, "counters: out of memory");
+		return rc;
+	}
+
+	for (unsigned p = 0; p < 2; p++) {
+		const struct config_port *conf = p == PORT_PUBLIC ? &dataplane->public_port :
+				      dataplane->private_port.present ? &dataplane->private_port :
+				      &dataplane->public_port;
+		worker->ports[p].gateway_neighbor = conf->gateway ?
+			neighbor_add(&worker->neighbors, rte_cpu_to_be_32(conf->gateway), (uint8_t)p) :
+			NEIGHBOR_NONE;
+	}
+	for (unsigned b = 0; b < services->backend_count; b++) {
+		struct runtime_backend *backend = &services->backends[b];
+		backend->neighbor = backend_next_hop(worker, backend->address);
+		if (backend->neighbor == NEIGHBOR_NONE) {
+			char address[16];
+			snprintf(error, error_size, "backend %s (%s) is not on the private network and "
+				 "the private port has no gateway", backend->name,
+				 config_format_ipv4(rte_be_to_cpu_32(backend->address), address));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+void
+worker_free(struct worker *worker)
+{
+	flow_table_destroy(&worker->flows);
+	persist_destroy(&worker->persist);
+	stats_free(&worker->stats);
+}
+
+void
+worker_flush(struct worker *worker)
+{
+	for (unsigned p = 0; p < 2; p++) {
+		struct tx_queue *queue = &worker->tx[p];
+		struct port_stats *stats = &worker->stats.ports[p];
+		if (queue->count == 0)
+			continue;
+		/* Count bytes first: once sent, an mbuf belongs to the driver. */
+		uint64_t bytes = 0;
+		for (uint16_t i = 0; i < queue->count; i++)
+			bytes += queue->packets[i]->pkt_len;
+		uint16_t sent = rte_eth_tx_burst(worker->ports[p].port_id, 0, queue->packets, queue->count);
+		stats->tx_packets += sent;
+		stats->tx_bytes += bytes;
+		if (unlikely(sent < queue->count)) {
+			for (uint16_t i = sent; i < queue->count; i++)
+				stats->tx_bytes -= queue->packets[i]->pkt_len;
+			stats->tx_dropped += queue->count - sent;
+			rte_pktmbuf_free_bulk(&queue->packets[sent], queue->count - sent);
+		}
+		queue->count = 0;
+	}
+}
+
+int
+worker_main(void *arg)
+{
+	struct worker *worker = arg;
+	struct rte_mbuf *packets[PIPELINE_BURST];
+	/* One-arm: both logical ports are one DPDK port; poll it once. */
+	unsigned port_count = worker->ports[PORT_PUBLIC].port_id ==
+			      worker->ports[PORT_PRIVATE].port_id ? 1 : 2;
+	uint64_t expire_interval = worker->hz / 1000, neighbor_interval = worker->hz / 100;
+
+	worker->now = rte_rdtsc();
+	neighbor_announce(worker);
+	neighbor_tick(worker, worker->now);
+	worker_flush(worker);
+	while (!worker_stop) {
+		worker->now = rte_rdtsc();
+		for (unsigned p = 0; p < port_count; p++) {
+			uint16_t count = rte_eth_rx_burst(worker->ports[p].port_id, 0, packets,
+							  PIPELINE_BURST);
+			if (count)
+				pipeline_process_burst(worker, p, packets, count);
+		}
+		if (unlikely(worker->now >= worker->next_expire)) {
+			pipeline_expire(worker, EXPIRE_BUDGET);
+			worker->next_expire = worker->now + expire_interval;
+		}
+		if (unlikely(worker->now >= worker->next_neighbor_tick)) {
+			neighbor_tick(worker, worker->now);
+			worker->next_neighbor_tick = worker->now + neighbor_interval;
+		}
+		worker_flush(worker);
+	}
+	return 0;
+}

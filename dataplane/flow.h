@@ -1,0 +1,151 @@
+/*
+ * flow.h: the flow table.  One entry per connection, reachable by the 5-tuple
+ * of either direction:
+ *   forward key  client -> VIP      (what arrives on the public side)
+ *   reverse key  backend -> client  (what the backend sends back)
+ * Both keys live in one rte_hash (CRC32 hashing, bulk lookup with prefetch) and
+ * carry the entry index with the direction in the low bit, so one lookup per
+ * packet finds the flow and tells which way it goes, on either port (which also
+ * makes one-arm mode work without special cases).
+ *
+ * Entries are one cache line, in a preallocated array with a free stack: no
+ * allocation after start.  Single writer: the worker lcore that owns the table
+ * (today there is one worker; see docs/architecture.md for the multi-worker
+ * plan).  Expiry is incremental: flow_expire() looks at a bounded number of
+ * entries per call, so a sweep never stalls the worker.
+ */
+#ifndef TETHER_FLOW_H
+#define TETHER_FLOW_H
+
+#include <stdint.h>
+
+#include <rte_common.h>
+
+struct rte_hash;
+
+/* LVS-like TCP states; UDP flows use FLOW_UDP. */
+enum flow_state {
+	FLOW_FREE = 0,
+	FLOW_TCP_SYN,          /* client SYN forwarded, handshake not complete */
+	FLOW_TCP_ESTABLISHED,
+	FLOW_TCP_FIN,          /* one side sent FIN */
+	FLOW_TCP_CLOSE,        /* both FINs or a RST: linger briefly for last ACKs */
+	FLOW_UDP,
+	FLOW_STATE_COUNT
+};
+
+enum flow_direction { FLOW_FORWARD = 0, FLOW_REVERSE = 1 };
+
+#define FLOW_CLIENT_FIN      0x01
+#define FLOW_BACKEND_FIN     0x02
+#define FLOW_BACKEND_SYNACK  0x04
+
+#define FLOW_NO_PERSIST UINT32_MAX
+
+/* The hashed key: a 5-tuple as it appears on the wire (network order). */
+struct flow_key {
+	uint32_t source;
+	uint32_t destination;
+	uint16_t source_port;
+	uint16_t destination_port;
+	uint8_t protocol;
+	uint8_t pad[3];
+};
+
+struct flow {
+	uint64_t last_seen;        /* TSC of the last packet */
+	uint32_t client;           /* network order */
+	uint32_t vip;
+	uint32_t backend_address;
+	uint16_t client_port;
+	uint16_t vip_port;
+	uint16_t backend_port;
+	uint16_t service;          /* runtime service index */
+	uint16_t backend;          /* runtime backend index (stats, neighbor) */
+	uint8_t protocol;
+	uint8_t state;             /* enum flow_state */
+	uint8_t flags;             /* FLOW_CLIENT_FIN ... */
+	uint8_t pad;
+	uint32_t persist_entry;    /* source-ip persistence entry it keeps alive */
+	uint16_t neighbor;         /* the backend's next hop (neighbor.h) */
+} __rte_cache_aligned;
+
+struct flow_table {
+	struct rte_hash *hash;
+	struct flow *flows;
+	uint32_t capacity;
+	uint32_t live;
+	uint32_t free_top;
+	uint32_t *free_stack;
+	uint32_t expire_cursor;
+	uint64_t timeout[FLOW_STATE_COUNT];  /* TSC ticks */
+};
+
+/* Timeouts in seconds by state, converted to TSC at create time. */
+struct flow_timeouts {
+	uint32_t tcp_syn, tcp_established, tcp_fin, tcp_close, udp;
+};
+
+/* Create a table of `capacity` flows on `socket`.  EAL must be up.  Returns 0
+ * or a negative errno.  `name` must be unique in the process (rte_hash). */
+int flow_table_create(struct flow_table *table, const char *name, uint32_t capacity,
+		      const struct flow_timeouts *timeouts, int socket);
+void flow_table_destroy(struct flow_table *table);
+
+static inline void
+flow_key_forward(const struct flow *flow, struct flow_key *key)
+{
+	*key = (struct flow_key){ flow->client, flow->vip, flow->client_port,
+				  flow->vip_port, flow->protocol, {0} };
+}
+
+static inline void
+flow_key_reverse(const struct flow *flow, struct flow_key *key)
+{
+	*key = (struct flow_key){ flow->backend_address, flow->client, flow->backend_port,
+				  flow->client_port, flow->protocol, {0} };
+}
+
+/*
+ * Look up `count` (<= 64) keys at once.  For each hit, references[i] holds
+ * (index << 1 | direction); misses hold UINT32_MAX.  Returns the hit count.
+ * Worker lcore; lock-free.
+ */
+int flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
+		     unsigned count, uint32_t *references);
+
+/* Single lookup; returns the reference as above or UINT32_MAX. */
+uint32_t flow_lookup(const struct flow_table *table, const struct flow_key *key);
+
+/*
+ * Insert `flow` (its tuple and backend filled by the caller) under both keys.
+ * Returns its index, -ENOSPC when the table is full, -EEXIST when either key
+ * is already taken (two VIPs NATing one client port to one backend).
+ * Owner lcore only.
+ */
+int flow_insert(struct flow_table *table, const struct flow *flow);
+
+/* Remove entry `index` and both its keys.  Owner lcore only. */
+void flow_remove(struct flow_table *table, uint32_t index);
+
+static inline struct flow *
+flow_at(const struct flow_table *table, uint32_t reference)
+{
+	return &table->flows[reference >> 1];
+}
+
+/* Advance the TCP state machine for a packet with `tcp_flags` going `direction`. */
+void flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags);
+
+/*
+ * Expire up to `budget` entries' worth of the table, starting where the last
+ * call stopped.  `on_expire` (may be NULL) runs before each entry is freed.
+ * Returns how many flows were expired.  Owner lcore only.
+ */
+typedef void (*flow_expire_fn)(struct flow *flow, void *arg);
+unsigned flow_expire(struct flow_table *table, uint64_t now, unsigned budget,
+		     flow_expire_fn on_expire, void *arg);
+
+const char *flow_state_name(enum flow_state state);
+
+#endif /* TETHER_FLOW_H */

@@ -1,0 +1,33 @@
+/*
+ * worker.h: the worker lcore: its setup from config and its main loop.
+ */
+#ifndef TETHER_WORKER_H
+#define TETHER_WORKER_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "pipeline.h"
+
+/* Set by the main lcore to stop every worker loop. */
+extern volatile bool worker_stop;
+
+/*
+ * Prepare `worker` for `config`: flow and persistence tables, counters,
+ * next hops of the ports and of every backend.  `ports` must be filled (ids,
+ * MACs, addresses).  Returns 0 or a negative errno with `error` filled.
+ * Main lcore, before launch.
+ */
+int worker_init(struct worker *worker, unsigned id, const struct config *config,
+		struct services *services, struct rte_mempool *mempool,
+		const struct dataplane_port ports[2], char *error, size_t error_size);
+void worker_free(struct worker *worker);
+
+/* Send everything queued in worker->tx; free and count what the NIC refused. */
+void worker_flush(struct worker *worker);
+
+/* rte_eal_remote_launch() entry: RX burst -> pipeline -> TX, timers, until
+ * worker_stop.  `arg` is the struct worker. */
+int worker_main(void *arg);
+
+#endif /* TETHER_WORKER_H */
