@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 
 #include "pipeline.h"
+#include "worker.h"
 
 #define ARP_FRAME_LENGTH 60   /* minimum Ethernet frame, without FCS */
 
@@ -78,6 +79,9 @@ send_request(struct worker *worker, unsigned port, uint32_t sender, uint32_t tar
 	static const struct rte_ether_addr broadcast = {{ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }};
 	struct rte_mbuf *m = arp_frame(worker, port, RTE_ARP_OP_REQUEST, sender, target);
 
+	/* Announcing hundreds of VIPs fills a queue: send what is there first. */
+	if (worker->tx[port].count == PIPELINE_TX_MAX)
+		worker_flush(worker);
 	if (m)
 		pipeline_send(worker, port, m, &broadcast);
 }
