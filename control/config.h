@@ -119,6 +119,8 @@ struct config_health {
 	char ca[CONFIG_PATH_MAX];           /* tls/https: CA file, "" = system store */
 	char path[CONFIG_HTTP_PATH_MAX];    /* http/https: default "/" */
 	uint16_t expect_status;             /* http/https: default 200 */
+	uint16_t port;                      /* port probed; 0: the backend's port, else the
+	                                     * first service using the pool decides */
 };
 
 struct config_pool {
