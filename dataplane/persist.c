@@ -12,12 +12,13 @@
 #include <rte_malloc.h>
 
 int
-persist_create(struct persist_table *table, const char *name, uint32_t capacity, int socket)
+persist_create(struct persist_table *table, const char *name, uint32_t capacity,
+		uint32_t key_length, int socket)
 {
 	struct rte_hash_parameters parameters = {
 		.name = name,
 		.entries = capacity,
-		.key_len = sizeof(struct persist_key),
+		.key_len = key_length,
 		.hash_func = rte_hash_crc,
 		.socket_id = socket,
 		.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE,
@@ -29,10 +30,11 @@ persist_create(struct persist_table *table, const char *name, uint32_t capacity,
 	table->capacity = table->hash ? (uint32_t)rte_hash_max_key_id(table->hash) + 1 : 0;
 	table->entries = rte_zmalloc_socket("persist", sizeof(struct persist_entry) * table->capacity,
 					    RTE_CACHE_LINE_SIZE, socket);
-	if (!table->hash || !table->entries) {
+	if (!table->hash || !table->entries || key_length > PERSIST_KEY_MAX) {
 		persist_destroy(table);
 		return -ENOMEM;
 	}
+	table->key_length = key_length;
 	return 0;
 }
 
@@ -45,14 +47,14 @@ persist_destroy(struct persist_table *table)
 }
 
 int
-persist_lookup(const struct persist_table *table, const struct persist_key *key)
+persist_lookup(const struct persist_table *table, const void *key)
 {
 	int position = rte_hash_lookup(table->hash, key);
 	return position < 0 ? -1 : position;
 }
 
 int
-persist_insert(struct persist_table *table, const struct persist_key *key,
+persist_insert(struct persist_table *table, const void *key,
 	       uint16_t backend, uint64_t expires)
 {
 	int position = rte_hash_add_key(table->hash, key);
@@ -64,7 +66,7 @@ persist_insert(struct persist_table *table, const struct persist_key *key,
 		table->live++;
 		entry->flows = 0;
 	}
-	entry->key = *key;
+	memcpy(entry->key, key, table->key_length);
 	entry->backend = backend;
 	entry->expires = expires;
 	entry->in_use = 1;
@@ -82,7 +84,7 @@ persist_expire(struct persist_table *table, uint64_t now, unsigned budget)
 	while (budget--) {
 		struct persist_entry *entry = &table->entries[cursor];
 		if (entry->in_use && entry->flows == 0 && now > entry->expires) {
-			rte_hash_del_key(table->hash, &entry->key);
+			rte_hash_del_key(table->hash, entry->key);
 			entry->in_use = 0;
 			table->live--;
 			expired++;

@@ -58,7 +58,7 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	}
 	snprintf(name, sizeof(name), "persist%u", id);
 	if ((rc = persist_create(&worker->persist, name, dataplane->session_capacity,
-				 (int)rte_socket_id())) < 0) {
+				 sizeof(struct persist_key), (int)rte_socket_id())) < 0) {
 		snprintf(error, error_size, "persistence table of %u entries: out of memory",
 			 dataplane->session_capacity);
 		return rc;
