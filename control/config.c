@@ -70,7 +70,7 @@ static const char *const health_names[] = { "none", "tcp", "tls", "http", "https
 /* The keys each object type may hold; anything else is reported. */
 static const char *const top_keys[] = { "dataplane", "control", "services", "pools", NULL };
 static const char *const dataplane_keys[] = {
-	"workers", "ports", "flows", "sessions", "maglev", NULL };
+	"workers", "ports", "flows", "sessions", "maglev", "binding", NULL };
 static const char *const ports_keys[] = { "public", "private", NULL };
 static const char *const port_keys[] = { "device", "address", "gateway", NULL };
 static const char *const flows_keys[] = {
@@ -78,6 +78,7 @@ static const char *const flows_keys[] = {
 	"tcp_fin_timeout_s", "tcp_close_timeout_s", "udp_timeout_s", NULL };
 static const char *const sessions_keys[] = { "capacity", NULL };
 static const char *const maglev_keys[] = { "table_size", NULL };
+static const char *const binding_keys[] = { "capacity", "inspect_timeout_ms", NULL };
 static const char *const control_keys[] = { "socket", "metrics", NULL };
 static const char *const service_keys[] = {
 	"name", "vip", "port", "protocol", "pool", "target_port",
@@ -817,6 +818,19 @@ parse_sessions(struct parser *parser, json_t *value, const char *path)
 		       CAPACITY_MAX, &parser->config->dataplane.session_capacity);
 }
 
+static void
+parse_binding(struct parser *parser, json_t *value, const char *path)
+{
+	struct config_dataplane *dataplane = &parser->config->dataplane;
+
+	if (!check_object(parser, value, path, binding_keys))
+		return;
+	member_integer(parser, value, path, "capacity", false, 16, 1048576,
+		       &dataplane->binding_capacity);
+	member_integer(parser, value, path, "inspect_timeout_ms", false, 100, 60000,
+		       &dataplane->inspect_timeout_ms);
+}
+
 static bool
 is_prime(uint32_t n)
 {
@@ -881,6 +895,8 @@ parse_dataplane(struct parser *parser, json_t *value, const char *path)
 		parse_flows(parser, section, child);
 	if ((section = member(parser, value, path, "sessions", false, child)) != NULL)
 		parse_sessions(parser, section, child);
+	if ((section = member(parser, value, path, "binding", false, child)) != NULL)
+		parse_binding(parser, section, child);
 	if ((section = member(parser, value, path, "maglev", false, child)) != NULL)
 		parse_maglev(parser, section, child);
 }
@@ -1481,6 +1497,8 @@ set_defaults(struct config *config)
 		.udp_timeout_s = 300,
 		.session_capacity = 65536,
 		.maglev_table_size = 65537,
+		.binding_capacity = 1024,
+		.inspect_timeout_ms = 3000,
 	};
 	config->control = (struct config_control){
 		.socket = "/run/tether/control.sock",

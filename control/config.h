@@ -56,6 +56,9 @@ struct config_dataplane {
 	uint32_t udp_timeout_s;          /* default 300 */
 	uint32_t session_capacity;       /* "sessions.capacity", default 65536 */
 	uint32_t maglev_table_size;      /* "maglev.table_size", prime, default 65537 */
+	uint32_t binding_capacity;       /* "binding.capacity": ssl-session connections being
+					  * inspected at once, default 1024 (about 22 KB each) */
+	uint32_t inspect_timeout_ms;     /* "binding.inspect_timeout_ms", default 3000 */
 };
 
 struct config_control {

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE   /* accept4 */
 #include "api.h"
+#include "synproxy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,6 +196,40 @@ backends_json(const struct api *api)
 	return list;
 }
 
+#define PROXY_SUM(field) ({ uint64_t total_ = 0; \
+	for (unsigned w_ = 0; w_ < api->worker_count; w_++) \
+		if (api->workers[w_].synproxy) total_ += api->workers[w_].synproxy->field; \
+	total_; })
+#define PROXY_COUNTER(name) json_object_set_new(object, #name, \
+	json_integer((json_int_t)PROXY_SUM(stats.name)))
+
+/* ssl-session counters: hits by mechanism, fallbacks by reason, cookies,
+ * bindings, learning.  Zero everywhere when no service uses ssl-session. */
+static json_t *
+ssl_session_json(const struct api *api)
+{
+	json_t *object = json_object();
+
+	PROXY_COUNTER(cookies_sent); PROXY_COUNTER(cookies_valid); PROXY_COUNTER(cookies_invalid);
+	PROXY_COUNTER(rst_sent); PROXY_COUNTER(rst_rate_limited);
+	PROXY_COUNTER(bindings_started); PROXY_COUNTER(bindings_full);
+	PROXY_COUNTER(bindings_bound); PROXY_COUNTER(bindings_aborted);
+	PROXY_COUNTER(inspect_timeouts); PROXY_COUNTER(backend_syn_retries);
+	PROXY_COUNTER(backend_failed); PROXY_COUNTER(replay_retransmits);
+	PROXY_COUNTER(hit_session_id); PROXY_COUNTER(hit_ticket); PROXY_COUNTER(hit_key_name);
+	PROXY_COUNTER(fallback_new_session); PROXY_COUNTER(fallback_unknown_session);
+	PROXY_COUNTER(fallback_tls13_unknown_ticket); PROXY_COUNTER(fallback_not_tls);
+	PROXY_COUNTER(fallback_too_large); PROXY_COUNTER(fallback_timeout);
+	PROXY_COUNTER(fallback_malformed); PROXY_COUNTER(fallback_backend_down);
+	PROXY_COUNTER(learned_session_id); PROXY_COUNTER(learned_ticket);
+	PROXY_COUNTER(learned_key_name); PROXY_COUNTER(tls13_session_id_ignored);
+	PROXY_COUNTER(learn_gap); PROXY_COUNTER(learn_incomplete);
+	json_object_set_new(object, "sessions_live", json_integer((json_int_t)PROXY_SUM(sessions.live)));
+	json_object_set_new(object, "bindings_active", json_integer((json_int_t)
+		(PROXY_SUM(capacity) - PROXY_SUM(free_top))));
+	return object;
+}
+
 static json_t *
 stats_json(const struct api *api)
 {
@@ -203,7 +238,7 @@ stats_json(const struct api *api)
 
 	return json_pack(
 		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o}",
 		"ports", ports_json(api),
 		"drops", drops,
 		"drops_total", (json_int_t)drops_total,
@@ -225,7 +260,8 @@ stats_json(const struct api *api)
 		"echo_replies", (json_int_t)SUM(stats.icmp_echo_replies),
 		"errors_relayed", (json_int_t)SUM(stats.icmp_errors_relayed),
 		"services", services_json(api),
-		"backends", backends_json(api));
+		"backends", backends_json(api),
+		"ssl_session", ssl_session_json(api));
 }
 
 static json_t *

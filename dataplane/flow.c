@@ -21,6 +21,8 @@ static const char *const state_names[FLOW_STATE_COUNT] = {
 	[FLOW_TCP_FIN] = "fin",
 	[FLOW_TCP_CLOSE] = "close",
 	[FLOW_UDP] = "udp",
+	[FLOW_TCP_BINDING] = "binding",
+	[FLOW_TCP_CONNECTING] = "connecting",
 };
 
 const char *
@@ -63,6 +65,9 @@ flow_table_create(struct flow_table *table, const char *name, uint32_t capacity,
 	table->timeout[FLOW_TCP_FIN] = timeouts->tcp_fin * hz;
 	table->timeout[FLOW_TCP_CLOSE] = timeouts->tcp_close * hz;
 	table->timeout[FLOW_UDP] = timeouts->udp * hz;
+	/* the binding timers (synproxy.c) act first; these only reclaim leftovers */
+	table->timeout[FLOW_TCP_BINDING] = timeouts->tcp_syn * hz;
+	table->timeout[FLOW_TCP_CONNECTING] = timeouts->tcp_syn * hz;
 	return 0;
 }
 
@@ -131,6 +136,40 @@ flow_insert(struct flow_table *table, const struct flow *flow)
 	return (int)index;
 }
 
+int
+flow_insert_forward(struct flow_table *table, const struct flow *flow)
+{
+	struct flow_key forward;
+
+	if (table->free_top == 0)
+		return -ENOSPC;
+	flow_key_forward(flow, &forward);
+	if (rte_hash_lookup(table->hash, &forward) >= 0)
+		return -EEXIST;
+	uint32_t index = table->free_stack[table->free_top - 1];
+	if (rte_hash_add_key_data(table->hash, &forward,
+				  (void *)(uintptr_t)(index << 1 | FLOW_FORWARD)) < 0)
+		return -ENOSPC;
+	table->free_top--;
+	table->flows[index] = *flow;
+	table->live++;
+	return (int)index;
+}
+
+int
+flow_add_reverse(struct flow_table *table, uint32_t index)
+{
+	struct flow_key reverse;
+
+	flow_key_reverse(&table->flows[index], &reverse);
+	if (rte_hash_lookup(table->hash, &reverse) >= 0)
+		return -EEXIST;
+	if (rte_hash_add_key_data(table->hash, &reverse,
+				  (void *)(uintptr_t)(index << 1 | FLOW_REVERSE)) < 0)
+		return -ENOSPC;
+	return 0;
+}
+
 void
 flow_remove(struct flow_table *table, uint32_t index)
 {
@@ -139,8 +178,10 @@ flow_remove(struct flow_table *table, uint32_t index)
 
 	flow_key_forward(flow, &key);
 	rte_hash_del_key(table->hash, &key);
-	flow_key_reverse(flow, &key);
-	rte_hash_del_key(table->hash, &key);
+	if (flow->backend_address) {   /* a flow still binding has no reverse key */
+		flow_key_reverse(flow, &key);
+		rte_hash_del_key(table->hash, &key);
+	}
 	flow->state = FLOW_FREE;
 	table->free_stack[table->free_top++] = index;
 	table->live--;

@@ -31,6 +31,8 @@ enum flow_state {
 	FLOW_TCP_FIN,          /* one side sent FIN */
 	FLOW_TCP_CLOSE,        /* both FINs or a RST: linger briefly for last ACKs */
 	FLOW_UDP,
+	FLOW_TCP_BINDING,      /* ssl-session: client handshake done by the proxy, reading the hello */
+	FLOW_TCP_CONNECTING,   /* ssl-session: backend chosen, SYN sent to it */
 	FLOW_STATE_COUNT
 };
 
@@ -41,6 +43,11 @@ enum flow_direction { FLOW_FORWARD = 0, FLOW_REVERSE = 1 };
 #define FLOW_BACKEND_SYNACK  0x04
 
 #define FLOW_NO_PERSIST UINT32_MAX
+#define FLOW_NO_BINDING 0xffff
+
+/* flow.splice: what the delayed-binding splice must translate on every packet */
+#define SPLICE_ACTIVE      0x01   /* seq/ack offsets apply */
+#define SPLICE_TIMESTAMPS  0x02   /* TSval/TSecr offsets apply */
 
 /* The hashed key: a 5-tuple as it appears on the wire (network order). */
 struct flow_key {
@@ -68,6 +75,14 @@ struct flow {
 	uint8_t pad;
 	uint32_t persist_entry;    /* source-ip persistence entry it keeps alive */
 	uint16_t neighbor;         /* the backend's next hop (neighbor.h) */
+	/* delayed binding (synproxy.c): zero for plain NAT flows */
+	uint16_t binding;          /* binding state while inspecting/learning, or FLOW_NO_BINDING */
+	uint8_t splice;            /* SPLICE_* */
+	int8_t client_window_shift;   /* client -> backend window: << (or >> if negative) */
+	int8_t backend_window_shift;  /* backend -> client window */
+	uint8_t pad2;
+	uint32_t sequence_delta;   /* backend -> client: seq += delta; client -> backend: ack -= delta */
+	uint32_t timestamp_delta;  /* backend -> client: TSval += delta; client -> backend: TSecr -= delta */
 } __rte_cache_aligned;
 
 struct flow_table {
@@ -113,6 +128,14 @@ flow_key_reverse(const struct flow *flow, struct flow_key *key)
  */
 int flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
 		     unsigned count, uint32_t *references);
+
+/*
+ * Insert `flow` under its forward key only: a delayed-binding flow has no
+ * backend yet.  flow_add_reverse() adds the reverse key once it has.
+ * Returns the index, -ENOSPC or -EEXIST.  Owner lcore only.
+ */
+int flow_insert_forward(struct flow_table *table, const struct flow *flow);
+int flow_add_reverse(struct flow_table *table, uint32_t index);
 
 /* Single lookup; returns the reference as above or UINT32_MAX. */
 uint32_t flow_lookup(const struct flow_table *table, const struct flow_key *key);

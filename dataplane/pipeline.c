@@ -11,21 +11,34 @@
 #include <rte_tcp.h>
 
 #include "nat.h"
+#include "synproxy.h"
 
 #define PREFETCH_OFFSET 4
 #define MAGLEV_SEED     0x7e74e7u   /* same on every node: the same client picks the same backend */
 
-static inline void
-send_to_neighbor(struct worker *worker, struct rte_mbuf *m, uint16_t index)
+static void
+flow_expired(struct flow *flow, void *arg)
 {
-	const struct neighbor *neighbor = &worker->neighbors.entries[index];
+	struct worker *worker = arg;
 
-	if (unlikely(index == NEIGHBOR_NONE || neighbor->state != NEIGHBOR_REACHABLE)) {
-		pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
-		return;
-	}
-	pipeline_send(worker, neighbor->port, m, &neighbor->mac);
+	if (flow->persist_entry != FLOW_NO_PERSIST)
+		worker->persist.entries[flow->persist_entry].flows--;
+	if (flow->binding != FLOW_NO_BINDING)
+		synproxy_flow_gone(worker, flow);
+	/* a flow that never got a backend was never counted to one */
+	if (flow->backend_address)
+		worker->stats.backends[flow->backend].expired_flows++;
 }
+
+void
+pipeline_end_flow(struct worker *worker, uint32_t index)
+{
+	flow_expired(&worker->flows.flows[index], worker);
+	flow_remove(&worker->flows, index);
+	worker->stats.flows_expired++;
+}
+
+static void new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info);
 
 /* Forward one packet of a known flow, rewritten for the side it goes to. */
 static inline void
@@ -38,6 +51,18 @@ forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info
 	struct service_stats *service = &worker->stats.services[flow->service];
 	struct backend_stats *backend = &worker->stats.backends[flow->backend];
 
+	if (unlikely(flow->state >= FLOW_TCP_BINDING)) {
+		synproxy_binding_packet(worker, m, info, reference);
+		return;
+	}
+	if (unlikely(flow->splice) && direction == FLOW_FORWARD &&
+	    (info->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG) {
+		/* the client reuses the port of a spliced connection: a new one,
+		 * with new sequence numbers; bind it afresh */
+		pipeline_end_flow(worker, reference >> 1);
+		new_flow(worker, m, info);
+		return;
+	}
 	flow->last_seen = worker->now;
 	if (info->protocol == IPPROTO_TCP)
 		flow_track_tcp(flow, direction, info->tcp_flags);
@@ -47,34 +72,29 @@ forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info
 		backend->packets_in++;
 		backend->bytes_in += m->pkt_len;
 		nat_to_backend(frame, info, flow->backend_address, flow->backend_port);
-		send_to_neighbor(worker, m, flow->neighbor);
+		if (unlikely(flow->splice))
+			synproxy_splice_to_backend(flow, frame, info);
+		pipeline_send_to_neighbor(worker, m, flow->neighbor);
 	} else {
+		if (unlikely(flow->splice) && !synproxy_splice_to_client(worker, flow, m, info))
+			return;
 		service->packets_out++;
 		service->bytes_out += m->pkt_len;
 		backend->packets_out++;
 		backend->bytes_out += m->pkt_len;
 		nat_to_client(frame, info, flow->vip, flow->vip_port);
-		send_to_neighbor(worker, m, worker->ports[PORT_PUBLIC].gateway_neighbor);
+		pipeline_send_to_neighbor(worker, m, worker->ports[PORT_PUBLIC].gateway_neighbor);
 	}
 }
 
-static inline uint32_t
-flow_hash(const struct packet_info *info)
+uint32_t
+pipeline_flow_hash(uint32_t source, uint32_t destination, uint16_t source_port,
+		   uint16_t destination_port, uint8_t protocol)
 {
-	uint32_t hash = rte_hash_crc_4byte(info->source, MAGLEV_SEED);
-	hash = rte_hash_crc_4byte(info->destination, hash);
-	hash = rte_hash_crc_4byte((uint32_t)info->source_port << 16 | info->destination_port, hash);
-	return rte_hash_crc_4byte(info->protocol, hash);
-}
-
-/* Maglev pick within the service's pool; returns a runtime backend index or -1. */
-static inline int
-maglev_pick(const struct services *services, const struct runtime_service *service, uint32_t hash)
-{
-	const struct runtime_pool *pool = &services->pools[service->pool];
-	uint16_t slot = maglev_lookup(&pool->maglev, hash);
-
-	return slot == MAGLEV_NO_BACKEND ? -1 : pool->first_backend + slot;
+	uint32_t hash = rte_hash_crc_4byte(source, MAGLEV_SEED);
+	hash = rte_hash_crc_4byte(destination, hash);
+	hash = rte_hash_crc_4byte((uint32_t)source_port << 16 | destination_port, hash);
+	return rte_hash_crc_4byte(protocol, hash);
 }
 
 /*
@@ -82,14 +102,14 @@ maglev_pick(const struct services *services, const struct runtime_service *servi
  * otherwise Maglev on the client prefix picks, and the entry is (re)written.
  * Sets *entry to the persistence entry the new flow keeps alive.
  */
-static int
-schedule_source_ip(struct worker *worker, unsigned service_index,
-		   const struct packet_info *info, uint32_t *entry)
+int
+pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint32_t source,
+			    uint32_t *entry)
 {
 	const struct services *services = worker->services;
 	const struct runtime_service *service = &services->services[service_index];
 	struct service_stats *stats = &worker->stats.services[service_index];
-	struct persist_key key = { info->source & service->source_mask, (uint16_t)service_index, 0 };
+	struct persist_key key = { source & service->source_mask, (uint16_t)service_index, 0 };
 	uint64_t expires = worker->now + (uint64_t)service->persist_timeout_s * worker->hz;
 	int position = persist_lookup(&worker->persist, &key);
 
@@ -103,7 +123,7 @@ schedule_source_ip(struct worker *worker, unsigned service_index,
 		}
 	}
 	stats->persist_misses++;
-	int backend = maglev_pick(services, service, rte_hash_crc_4byte(key.client, MAGLEV_SEED));
+	int backend = pipeline_maglev_pick(services, service, rte_hash_crc_4byte(key.client, MAGLEV_SEED));
 	if (backend < 0)
 		return -1;
 	position = persist_insert(&worker->persist, &key, (uint16_t)backend, expires);
@@ -112,6 +132,16 @@ schedule_source_ip(struct worker *worker, unsigned service_index,
 		*entry = (uint32_t)position;
 	}
 	return backend;
+}
+
+void
+pipeline_count_new_flow(struct worker *worker, const struct flow *flow)
+{
+	if (flow->persist_entry != FLOW_NO_PERSIST)
+		worker->persist.entries[flow->persist_entry].flows++;
+	worker->stats.flows_created++;
+	worker->stats.services[flow->service].new_flows++;
+	worker->stats.backends[flow->backend].new_flows++;
 }
 
 static inline bool
@@ -138,6 +168,10 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 		pipeline_drop(worker, m, PACKET_DROP_ACL_DENIED);
 		return;
 	}
+	if (service->persistence == CONFIG_PERSIST_SSL_SESSION) {
+		synproxy_no_flow(worker, m, info, (unsigned)service_index);
+		return;
+	}
 	if (info->protocol == IPPROTO_TCP && !opens_tcp_flow(info->tcp_flags)) {
 		pipeline_drop(worker, m, PACKET_DROP_TCP_NO_FLOW);
 		return;
@@ -145,8 +179,12 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 
 	uint32_t persist_entry = FLOW_NO_PERSIST;
 	int backend_index = service->persistence == CONFIG_PERSIST_SOURCE_IP ?
-		schedule_source_ip(worker, (unsigned)service_index, info, &persist_entry) :
-		maglev_pick(services, service, flow_hash(info));
+		pipeline_schedule_source_ip(worker, (unsigned)service_index, info->source,
+					    &persist_entry) :
+		pipeline_maglev_pick(services, service,
+				     pipeline_flow_hash(info->source, info->destination,
+							info->source_port, info->destination_port,
+							info->protocol));
 	if (backend_index < 0) {
 		pipeline_drop(worker, m, PACKET_DROP_NO_BACKEND);
 		return;
@@ -166,6 +204,7 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 		.state = info->protocol == IPPROTO_TCP ? FLOW_TCP_SYN : FLOW_UDP,
 		.persist_entry = persist_entry,
 		.neighbor = backend->neighbor,
+		.binding = FLOW_NO_BINDING,
 	};
 	int index = flow_insert(&worker->flows, &flow);
 	if (index == -EEXIST) {
@@ -183,11 +222,7 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 							    PACKET_DROP_FLOW_CONFLICT);
 		return;
 	}
-	if (persist_entry != FLOW_NO_PERSIST)
-		worker->persist.entries[persist_entry].flows++;
-	worker->stats.flows_created++;
-	worker->stats.services[service_index].new_flows++;
-	worker->stats.backends[backend_index].new_flows++;
+	pipeline_count_new_flow(worker, &flow);
 	forward_flow(worker, m, info, (uint32_t)index << 1 | FLOW_FORWARD);
 }
 
@@ -250,16 +285,6 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 	}
 }
 
-static void
-flow_expired(struct flow *flow, void *arg)
-{
-	struct worker *worker = arg;
-
-	if (flow->persist_entry != FLOW_NO_PERSIST)
-		worker->persist.entries[flow->persist_entry].flows--;
-	worker->stats.backends[flow->backend].expired_flows++;
-}
-
 unsigned
 pipeline_expire(struct worker *worker, unsigned budget)
 {
@@ -267,5 +292,7 @@ pipeline_expire(struct worker *worker, unsigned budget)
 
 	worker->stats.flows_expired += expired;
 	worker->stats.persist_expired += persist_expire(&worker->persist, worker->now, budget);
+	if (worker->synproxy)
+		synproxy_expire(worker, budget);
 	return expired;
 }

@@ -57,10 +57,12 @@ struct worker {
 	struct rte_mempool *mempool;   /* for ARP and ICMP frames we originate */
 	struct flow_table flows;
 	struct persist_table persist;
+	struct synproxy *synproxy;     /* ssl-session delayed binding (synproxy.h) */
 	struct neighbor_table neighbors;
 	struct worker_stats stats;
 	struct tx_queue tx[2];
 	uint64_t next_expire, next_neighbor_tick;
+	uint64_t tsc_per_ms;
 } __rte_cache_aligned;
 
 /* Process `count` (<= PIPELINE_BURST) frames received on logical `port`.
@@ -96,6 +98,47 @@ pipeline_drop(struct worker *worker, struct rte_mbuf *m, enum packet_reason reas
 	worker->stats.drops[reason]++;
 	rte_pktmbuf_free(m);
 }
+
+/* Queue `m` to next hop `index` (neighbor.h); dropped and counted while it is
+ * unresolved. */
+static inline void
+pipeline_send_to_neighbor(struct worker *worker, struct rte_mbuf *m, uint16_t index)
+{
+	const struct neighbor *neighbor = &worker->neighbors.entries[index];
+
+	if (unlikely(index == NEIGHBOR_NONE || neighbor->state != NEIGHBOR_REACHABLE)) {
+		pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
+		return;
+	}
+	pipeline_send(worker, neighbor->port, m, &neighbor->mac);
+}
+
+/* Backend choice by Maglev in `service`'s pool for a 32-bit hash; a runtime
+ * backend index, or -1 when no backend may take flows. */
+static inline int
+pipeline_maglev_pick(const struct services *services, const struct runtime_service *service,
+		     uint32_t hash)
+{
+	const struct runtime_pool *pool = &services->pools[service->pool];
+	uint16_t slot = maglev_lookup(&pool->maglev, hash);
+
+	return slot == MAGLEV_NO_BACKEND ? -1 : pool->first_backend + slot;
+}
+
+/* The 5-tuple hash Maglev uses for persistence "none": the same on every node. */
+uint32_t pipeline_flow_hash(uint32_t source, uint32_t destination, uint16_t source_port,
+			    uint16_t destination_port, uint8_t protocol);
+
+/* Source-IP persistence for a new flow from `source` (see pipeline.c); sets
+ * *entry to the persistence entry the flow keeps alive. */
+int pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint32_t source,
+				uint32_t *entry);
+
+/* End flow `index` now: release what it holds, count it, remove it. */
+void pipeline_end_flow(struct worker *worker, uint32_t index);
+
+/* Account a new flow to its service and backend (counters, persistence). */
+void pipeline_count_new_flow(struct worker *worker, const struct flow *flow);
 
 /* ICMP: echo replies for what we own; errors about tracked flows relayed,
  * translated, to the other side (icmp.c).  Consumes `m`. */

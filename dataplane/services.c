@@ -43,11 +43,7 @@ build_service(struct services *services, unsigned index, const struct config_ser
 	service->protocol = conf->protocol == CONFIG_PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
 	service->pool = (uint16_t)conf->pool;
 	service->persistence = conf->persistence.mode;
-	/* Until delayed binding lands, ssl-session is served by its fallback
-	 * (source-ip unless the fallback is none); main.c logs this at start. */
-	if (conf->persistence.mode == CONFIG_PERSIST_SSL_SESSION)
-		service->persistence = conf->persistence.fallback == CONFIG_FALLBACK_NONE ?
-				       CONFIG_PERSIST_NONE : CONFIG_PERSIST_SOURCE_IP;
+	service->fallback = conf->persistence.fallback;
 	service->source_mask = prefix_mask(conf->persistence.source_prefix_length);
 	service->persist_timeout_s = conf->persistence.timeout_s;
 	service->allow_count = (uint16_t)conf->allow_count;

@@ -46,7 +46,8 @@ struct runtime_service {
 	uint16_t port;
 	uint16_t target_port;      /* 0: backend's port, else this */
 	uint8_t protocol;
-	uint8_t persistence;       /* enum config_persistence_mode as applied today */
+	uint8_t persistence;       /* enum config_persistence_mode */
+	uint8_t fallback;          /* enum config_fallback (ssl-session only) */
 	uint16_t pool;
 	uint32_t source_mask;      /* source-ip persistence prefix, network order */
 	uint32_t persist_timeout_s;

@@ -5,6 +5,7 @@
  * its own struct worker.
  */
 #include "worker.h"
+#include "synproxy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	memset(worker, 0, sizeof(*worker));
 	worker->id = id;
 	worker->hz = rte_get_tsc_hz();
+	worker->tsc_per_ms = worker->hz / 1000;
 	worker->services = services;
 	worker->mempool = mempool;
 	worker->ports[PORT_PUBLIC] = ports[PORT_PUBLIC];
@@ -62,6 +64,16 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 		snprintf(error, error_size, "persistence table of %u entries: out of memory",
 			 dataplane->session_capacity);
 		return rc;
+	}
+	for (unsigned s = 0; s < services->service_count; s++) {
+		if (services->services[s].persistence != CONFIG_PERSIST_SSL_SESSION)
+			continue;
+		if ((rc = synproxy_create(worker, config)) < 0) {
+			snprintf(error, error_size, "ssl-session state (%u bindings, %u sessions): out of memory",
+				 dataplane->binding_capacity, dataplane->session_capacity);
+			return rc;
+		}
+		break;
 	}
 	if ((rc = stats_init(&worker->stats, services->service_count, services->backend_count)) < 0) {
 		snprintf(error, error_size, "counters: out of memory");
@@ -95,6 +107,7 @@ worker_free(struct worker *worker)
 {
 	flow_table_destroy(&worker->flows);
 	persist_destroy(&worker->persist);
+	synproxy_destroy(worker);
 	stats_free(&worker->stats);
 }
 
@@ -151,6 +164,7 @@ worker_main(void *arg)
 		}
 		if (unlikely(worker->now >= worker->next_neighbor_tick)) {
 			neighbor_tick(worker, worker->now);
+			synproxy_tick(worker);
 			worker->next_neighbor_tick = worker->now + neighbor_interval;
 		}
 		worker_flush(worker);

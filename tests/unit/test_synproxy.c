@@ -1,0 +1,415 @@
+/*
+ * test_synproxy.c: SSL-session persistence through the real pipeline, packet
+ * by packet, with real OpenSSL handshake bytes (tests/fixtures/tls).  A
+ * client's SYN is answered by a cookie; its hello is read, a backend chosen
+ * and connected with the client's ISN; the backend's bytes reach the client
+ * with translated sequence numbers; the ServerHello's session ID is learned;
+ * a resumption from another client address lands on the same backend.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "config.h"
+#include "eal_fixture.h"
+#include "packet_builder.h"
+#include "pipeline.h"
+#include "synproxy.h"
+#include "worker.h"
+
+static const char test_config[] =
+	"{ \"dataplane\": { \"ports\": {"
+	"    \"public\": { \"device\": \"net_null0\", \"address\": \"198.51.100.2/25\", \"gateway\": \"198.51.100.1\" },"
+	"    \"private\": { \"device\": \"net_null1\", \"address\": \"198.51.100.129/25\" } },"
+	"  \"flows\": { \"capacity\": 1024 }, \"sessions\": { \"capacity\": 1024 },"
+	"  \"binding\": { \"capacity\": 16 } },"
+	"  \"services\": ["
+	"    { \"name\": \"cp\", \"vip\": \"192.0.2.20\", \"port\": 443, \"pool\": \"cp\","
+	"      \"persistence\": { \"mode\": \"ssl-session\", \"fallback\": \"none\" } } ],"
+	"  \"pools\": { \"cp\": { \"backends\": ["
+	"    { \"name\": \"be1\", \"address\": \"198.51.100.131\", \"port\": 443 },"
+	"    { \"name\": \"be2\", \"address\": \"198.51.100.132\", \"port\": 443 },"
+	"    { \"name\": \"be3\", \"address\": \"198.51.100.133\", \"port\": 443 },"
+	"    { \"name\": \"be4\", \"address\": \"198.51.100.134\", \"port\": 443 } ] } } }";
+
+static struct rte_mempool *mempool;
+static struct config config;
+static struct services services;
+static struct worker worker;
+
+struct stream { uint8_t bytes[8192]; size_t length; };
+
+/* Read a fixture: '#' lines skipped, the rest hex. */
+static void
+load_stream(const char *name, struct stream *stream)
+{
+	char path[256], line[512];
+	snprintf(path, sizeof(path), "fixtures/tls/%s.hex", name);
+	FILE *file = fopen(path, "r");
+	assert_non_null(file);
+	stream->length = 0;
+	while (fgets(line, sizeof(line), file)) {
+		if (line[0] == '#')
+			continue;
+		for (char *p = line; p[0] && p[1]; ) {
+			unsigned byte;
+			if (sscanf(p, "%2x", &byte) != 1) { p++; continue; }
+			stream->bytes[stream->length++] = (uint8_t)byte;
+			p += 2;
+		}
+	}
+	fclose(file);
+}
+
+static int
+setup(void **state)
+{
+	struct config_errors errors;
+	struct dataplane_port ports[2] = {
+		{ .port_id = 0, .address = builder_address("198.51.100.2"),
+		  .netmask = builder_address("255.255.255.128") },
+		{ .port_id = 1, .address = builder_address("198.51.100.129"),
+		  .netmask = builder_address("255.255.255.128") },
+	};
+	char error[256];
+	(void)state;
+	if (config_parse(test_config, sizeof(test_config) - 1, &config, &errors) < 0) {
+		fprintf(stderr, "%s: %s\n", errors.errors[0].path, errors.errors[0].message);
+		return -1;
+	}
+	if (services_build(&services, &config) < 0 ||
+	    worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0) {
+		fprintf(stderr, "%s\n", error);
+		return -1;
+	}
+	worker.now = rte_rdtsc();
+	for (unsigned i = 0; i < worker.neighbors.count; i++) {
+		worker.neighbors.entries[i].state = NEIGHBOR_REACHABLE;
+		worker.neighbors.entries[i].confirmed = worker.now;
+		worker.neighbors.entries[i].next_probe = UINT64_MAX;
+	}
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	worker_free(&worker);
+	services_free(&services);
+	config_free(&config);
+	return 0;
+}
+
+/* A TCP segment with options and payload, checksums right. */
+static struct rte_mbuf *
+segment(const char *source, const char *destination, uint16_t source_port, uint16_t destination_port,
+	uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *options, unsigned options_length,
+	const uint8_t *payload, unsigned payload_length)
+{
+	struct test_frame frame;
+	builder_ipv4(&frame, &(struct test_tuple){ source, destination, source_port, destination_port,
+						   IPPROTO_TCP, flags, 0 });
+	uint8_t *ip = frame.bytes + 14, *tcp = ip + 20;
+	unsigned tcp_length = 20 + options_length;
+	uint16_t total = (uint16_t)(20 + tcp_length + payload_length);
+	uint32_t value32;
+	uint16_t value16;
+	value32 = htonl(seq); memcpy(tcp + 4, &value32, 4);
+	value32 = htonl(ack); memcpy(tcp + 8, &value32, 4);
+	tcp[12] = (uint8_t)((tcp_length / 4) << 4);
+	tcp[14] = 0x01; tcp[15] = 0xf5;   /* window 501 (scaled) */
+	memcpy(tcp + 20, options, options_length);
+	memcpy(tcp + tcp_length, payload, payload_length);
+	value16 = htons(total); memcpy(ip + 2, &value16, 2);
+	builder_fix_ip_checksum(&frame);
+	tcp[16] = tcp[17] = 0;
+	value16 = builder_l4_checksum(ip); memcpy(tcp + 16, &value16, 2);
+	frame.length = 14 + total < 60 ? 60 : 14 + total;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
+	memcpy(rte_pktmbuf_append(m, (uint16_t)frame.length), frame.bytes, frame.length);
+	return m;
+}
+
+struct output { unsigned count; struct rte_mbuf *frames[8]; unsigned ports[8]; };
+
+static void
+run(unsigned port, struct rte_mbuf *m, struct output *out)
+{
+	pipeline_process_burst(&worker, port, &m, 1);
+	out->count = 0;
+	for (unsigned p = 0; p < 2; p++) {
+		for (unsigned i = 0; i < worker.tx[p].count; i++) {
+			out->frames[out->count] = worker.tx[p].packets[i];
+			out->ports[out->count++] = p;
+		}
+		worker.tx[p].count = 0;
+	}
+}
+
+static void
+release(struct output *out)
+{
+	for (unsigned i = 0; i < out->count; i++)
+		rte_pktmbuf_free(out->frames[i]);
+	out->count = 0;
+}
+
+static const uint8_t *tcp_of(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, uint8_t *) + 34; }
+static uint32_t seq_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, tcp_of(m) + 4, 4); return ntohl(v); }
+static uint32_t ack_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, tcp_of(m) + 8, 4); return ntohl(v); }
+static uint32_t destination_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, rte_pktmbuf_mtod(m, uint8_t *) + 30, 4); return v; }
+static unsigned payload_of(struct rte_mbuf *m)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + 14;
+	return (unsigned)((ip[2] << 8 | ip[3]) - 20 - (tcp_of(m)[12] >> 4) * 4);
+}
+
+static void
+assert_checksums(struct rte_mbuf *m)
+{
+	uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + 14;
+	uint16_t stored;
+	assert_int_equal(checksum_compute(ip, 20), 0);
+	memcpy(&stored, ip + 36, 2);
+	ip[36] = ip[37] = 0;
+	assert_int_equal(stored, builder_l4_checksum(ip));
+	memcpy(ip + 36, &stored, 2);
+}
+
+/* MSS 1460, SACK permitted, timestamps (TSval 1000), window scale 7 */
+static const uint8_t syn_options[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 1, 3, 3, 7 };
+
+/*
+ * One whole connection: returns the backend the hello went to.  `client_hello`
+ * is the client's first flight; `server_flight` the backend's answer.
+ */
+static uint32_t
+connect_through(const char *client, uint16_t port, const struct stream *client_hello,
+		size_t hello_length, const struct stream *server_flight)
+{
+	struct output out;
+	const uint32_t isn = 0x11110000;
+
+	/* 1. SYN -> SYN-ACK with a cookie, nothing to the backends */
+	run(PORT_PUBLIC, segment(client, "192.0.2.20", port, 443, isn, 0, RTE_TCP_SYN_FLAG,
+				 syn_options, sizeof(syn_options), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(out.ports[0], PORT_PUBLIC);
+	assert_int_equal(tcp_of(out.frames[0])[13], RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
+	assert_int_equal(ack_of(out.frames[0]), isn + 1);
+	assert_checksums(out.frames[0]);
+	uint32_t cookie = seq_of(out.frames[0]);
+	release(&out);
+
+	/* 2. the ACK with the hello in it -> an ACK to the client and a SYN to a backend */
+	uint8_t ts[] = { 1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0 };
+	run(PORT_PUBLIC, segment(client, "192.0.2.20", port, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, ts, sizeof(ts),
+				 client_hello->bytes, (unsigned)hello_length), &out);
+	assert_int_equal(out.count, 2);
+	struct rte_mbuf *client_ack = out.ports[0] == PORT_PUBLIC ? out.frames[0] : out.frames[1];
+	struct rte_mbuf *backend_syn = out.ports[0] == PORT_PUBLIC ? out.frames[1] : out.frames[0];
+	assert_int_equal(ack_of(client_ack), isn + 1 + hello_length);
+	assert_int_equal(tcp_of(backend_syn)[13], RTE_TCP_SYN_FLAG);
+	assert_int_equal(seq_of(backend_syn), isn);   /* the client's ISN, kept */
+	assert_checksums(backend_syn);
+	uint32_t backend = destination_of(backend_syn);
+	char backend_text[16];
+	config_format_ipv4(ntohl(backend), backend_text);
+	release(&out);
+
+	/* 3. the backend's SYN-ACK -> the hello replayed to it, nothing to the client */
+	const uint32_t backend_isn = 0x77770000;
+	uint8_t synack_options[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x20, 0, 0, 0, 0x03, 0xe9, 1, 3, 3, 7 };
+	run(PORT_PRIVATE, segment(backend_text, client, 443, port, backend_isn, isn + 1,
+				  RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, synack_options,
+				  sizeof(synack_options), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(out.ports[0], PORT_PRIVATE);
+	assert_int_equal(seq_of(out.frames[0]), isn + 1);
+	assert_int_equal(ack_of(out.frames[0]), backend_isn + 1);
+	assert_int_equal(payload_of(out.frames[0]), hello_length);
+	assert_memory_equal(tcp_of(out.frames[0]) + (tcp_of(out.frames[0])[12] >> 4) * 4,
+			    client_hello->bytes, hello_length);
+	assert_checksums(out.frames[0]);
+	release(&out);
+
+	/* 4. the backend's flight -> to the client, from the VIP, in the cookie's sequence space */
+	unsigned first = server_flight->length < 1400 ? (unsigned)server_flight->length : 1400;
+	run(PORT_PRIVATE, segment(backend_text, client, 443, port, backend_isn + 1,
+				  isn + 1 + (uint32_t)hello_length, RTE_TCP_ACK_FLAG, ts, sizeof(ts),
+				  server_flight->bytes, first), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(out.ports[0], PORT_PUBLIC);
+	assert_int_equal(seq_of(out.frames[0]), cookie + 1);
+	assert_checksums(out.frames[0]);
+	release(&out);
+	if (server_flight->length > first) {
+		run(PORT_PRIVATE, segment(backend_text, client, 443, port, backend_isn + 1 + first,
+					  isn + 1 + (uint32_t)hello_length, RTE_TCP_ACK_FLAG, ts, sizeof(ts),
+					  server_flight->bytes + first,
+					  (unsigned)(server_flight->length - first)), &out);
+		assert_int_equal(out.count, 1);
+		assert_int_equal(seq_of(out.frames[0]), cookie + 1 + first);
+		release(&out);
+	}
+
+	/* 5. the client's ACK of it -> to the backend, ack back in its space */
+	run(PORT_PUBLIC, segment(client, "192.0.2.20", port, 443, isn + 1 + (uint32_t)hello_length,
+				 cookie + 1 + (uint32_t)server_flight->length, RTE_TCP_ACK_FLAG, ts,
+				 sizeof(ts), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(ack_of(out.frames[0]), backend_isn + 1 + server_flight->length);
+	assert_checksums(out.frames[0]);
+	release(&out);
+	return backend;
+}
+
+static size_t
+first_record_length(const struct stream *stream)
+{
+	return 5 + (size_t)(stream->bytes[3] << 8 | stream->bytes[4]);
+}
+
+/* TLS 1.2 with session IDs: the session is learned from the ServerHello and a
+ * resumption from another client address lands on the same backend. */
+static void
+test_session_id_resumption_sticks_across_addresses(void **state)
+{
+	static struct stream full_client, full_server, resume_client, resume_server;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &full_client);
+	load_stream("tls12-session-id-full.server", &full_server);
+	load_stream("tls12-session-id-resume.client", &resume_client);
+	load_stream("tls12-session-id-resume.server", &resume_server);
+
+	struct synproxy_stats *stats = &worker.synproxy->stats;
+	uint32_t first = connect_through("203.0.113.10", 40000, &full_client,
+					 first_record_length(&full_client), &full_server);
+	assert_int_equal(stats->learned_session_id, 1);
+	assert_int_equal(stats->fallback_new_session, 1);
+	for (unsigned i = 0; i < 3; i++) {
+		char client[16];
+		snprintf(client, sizeof(client), "203.0.113.%u", 50 + i * 37);
+		uint32_t again = connect_through(client, (uint16_t)(41000 + i), &resume_client,
+						 first_record_length(&resume_client), &resume_server);
+		assert_int_equal(again, first);
+	}
+	assert_int_equal(stats->hit_session_id, 3);
+}
+
+/* TLS 1.2 with tickets: the ticket is learned from the cleartext
+ * NewSessionTicket, and a resumption presenting it sticks. */
+static void
+test_ticket_resumption_sticks_across_addresses(void **state)
+{
+	static struct stream full_client, full_server, resume_client, resume_server;
+	(void)state;
+	load_stream("tls12-ticket-full.client", &full_client);
+	load_stream("tls12-ticket-full.server", &full_server);
+	load_stream("tls12-ticket-resume.client", &resume_client);
+	load_stream("tls12-ticket-resume.server", &resume_server);
+
+	struct synproxy_stats *stats = &worker.synproxy->stats;
+	uint64_t tickets = stats->learned_ticket, hits = stats->hit_ticket;
+	uint64_t session_hits = stats->hit_session_id;
+	uint32_t first = connect_through("203.0.113.11", 42000, &full_client,
+					 first_record_length(&full_client), &full_server);
+	assert_int_equal(stats->learned_ticket, tickets + 1);
+	for (unsigned i = 0; i < 3; i++) {
+		char client[16];
+		snprintf(client, sizeof(client), "203.0.113.%u", 60 + i * 41);
+		uint32_t again = connect_through(client, (uint16_t)(43000 + i), &resume_client,
+						 first_record_length(&resume_client), &resume_server);
+		assert_int_equal(again, first);
+	}
+	/* OpenSSL sends a session ID with its ticket and the server echoes it:
+	 * after the first resumption, the session ID (looked up first) hits */
+	assert_true(stats->hit_ticket >= hits + 1);
+	assert_int_equal(stats->hit_ticket - hits + stats->hit_session_id - session_hits, 3);
+}
+
+/* TLS 1.3: the ServerHello echoes the client's random legacy session ID;
+ * it is counted and never stored.  An accepted PSK teaches the ticket's key
+ * name, and the next resumption with it sticks from any address. */
+static void
+test_tls13_learns_key_names_never_session_ids(void **state)
+{
+	static struct stream full_client, full_server, resume_client, resume_server;
+	(void)state;
+	load_stream("tls13-full.client", &full_client);
+	load_stream("tls13-full.server", &full_server);
+	load_stream("tls13-psk-resume.client", &resume_client);
+	load_stream("tls13-psk-resume.server", &resume_server);
+
+	struct synproxy_stats *stats = &worker.synproxy->stats;
+	uint64_t ignored = stats->tls13_session_id_ignored, learned = stats->learned_session_id;
+	uint32_t live = worker.synproxy->sessions.live;
+	connect_through("203.0.113.12", 44000, &full_client, first_record_length(&full_client),
+			&full_server);
+	assert_int_equal(stats->tls13_session_id_ignored, ignored + 1);
+	assert_int_equal(stats->learned_session_id, learned);
+	assert_int_equal(worker.synproxy->sessions.live, live);
+
+	uint64_t key_names = stats->learned_key_name, unknown = stats->fallback_tls13_unknown_ticket;
+	uint32_t first = connect_through("203.0.113.13", 45000, &resume_client,
+					 first_record_length(&resume_client), &resume_server);
+	assert_int_equal(stats->fallback_tls13_unknown_ticket, unknown + 1);
+	assert_int_equal(stats->learned_key_name, key_names + 1);
+	uint64_t hits = stats->hit_key_name;
+	for (unsigned i = 0; i < 3; i++) {
+		char client[16];
+		snprintf(client, sizeof(client), "203.0.113.%u", 70 + i * 43);
+		assert_int_equal(connect_through(client, (uint16_t)(46000 + i), &resume_client,
+						 first_record_length(&resume_client), &resume_server),
+				 first);
+	}
+	assert_int_equal(stats->hit_key_name, hits + 3);
+}
+
+/* A forged ACK (no cookie) gets a RST and creates nothing. */
+static void
+test_forged_ack_is_refused(void **state)
+{
+	struct output out;
+	(void)state;
+	uint32_t live = worker.flows.live;
+	uint64_t invalid = worker.synproxy->stats.cookies_invalid;
+	run(PORT_PUBLIC, segment("203.0.113.99", "192.0.2.20", 5555, 443, 1234, 0xdeadbeef,
+				 RTE_TCP_ACK_FLAG, NULL, 0, NULL, 0), &out);
+	assert_int_equal(worker.flows.live, live);
+	assert_int_equal(worker.synproxy->stats.cookies_invalid, invalid + 1);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(tcp_of(out.frames[0])[13], RTE_TCP_RST_FLAG);
+	assert_int_equal(seq_of(out.frames[0]), 0xdeadbeef);
+	release(&out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_session_id_resumption_sticks_across_addresses),
+		/* before the ticket test: the fixtures' server contexts share a ticket key */
+		cmocka_unit_test(test_tls13_learns_key_names_never_session_ids),
+		cmocka_unit_test(test_ticket_resumption_sticks_across_addresses),
+		cmocka_unit_test(test_forged_ack_is_refused),
+	};
+	if (test_eal_start("test_synproxy") < 0)
+		return 1;
+	mempool = rte_pktmbuf_pool_create("test_mbufs", 2047, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+	if (!mempool)
+		return 1;
+	int failed = cmocka_run_group_tests(tests, setup, teardown);
+	rte_eal_cleanup();
+	return failed;
+}
