@@ -99,19 +99,6 @@ open_port(struct dataplane_port *port, const struct config_port *conf, struct rt
 	return 0;
 }
 
-static void
-log_persistence_notes(const struct config *config)
-{
-	for (unsigned s = 0; s < config->service_count; s++) {
-		const struct config_service *service = &config->services[s];
-		if (service->persistence.mode != CONFIG_PERSIST_SSL_SESSION)
-			continue;
-		LOG(WARNING, "service %s: ssl-session persistence is not in this build yet; "
-		    "scheduling by its fallback (%s)\n", service->name,
-		    service->persistence.fallback == CONFIG_FALLBACK_NONE ? "none" : "source-ip");
-	}
-}
-
 struct options {
 	const char *config_file;
 	const char *socket_path;
@@ -223,7 +210,6 @@ main(int argc, char **argv)
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}
-	log_persistence_notes(&config);
 	api.config = &config;
 	api.workers = &worker;
 	api.worker_count = 1;
