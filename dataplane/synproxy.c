@@ -929,7 +929,9 @@ learn(struct worker *worker, const struct flow *flow, struct binding *binding)
 		/* the session ID is the client's own random echo: never stored */
 		if (hello->session_id_length)
 			stats->tls13_session_id_ignored++;
-		if (hello->psk_accepted && binding->psk_key_name_valid) {
+		/* psk_key_name is the client's first identity; OpenSSL sends one */
+		if (hello->psk_accepted && hello->psk_selected_identity == 0 &&
+		    binding->psk_key_name_valid) {
 			session_key_bytes(&key, pool, SESSION_KEY_NAME, binding->psk_key_name,
 					  TLS_TICKET_KEY_NAME_LENGTH);
 			remember(worker, flow, &key);

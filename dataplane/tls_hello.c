@@ -532,7 +532,7 @@ tls_reassemble_client_hello(const uint8_t *stream, size_t length, uint8_t *scrat
 	const uint8_t *message;
 	uint32_t first_record_length;
 
-	/* Pass 1: the first record carries the whole 4-byte handshake header. */
+	/* The first record carries the whole 4-byte handshake header. */
 	reason = check_record_header(stream, length, true);
 	if (reason != TLS_OK)
 		return reason;
@@ -557,8 +557,8 @@ tls_reassemble_client_hello(const uint8_t *stream, size_t length, uint8_t *scrat
 		return TLS_OK;
 	}
 
-	/* Pass 2: walk record headers until the payloads add up to the message;
-	 * copy nothing until they do, so a call per segment stays cheap. */
+	/* Fragmented: walk record headers until the payloads add up to the
+	 * message; copy nothing until they do, so a call per segment stays cheap. */
 	while (have < need) {
 		const uint8_t *header = stream + offset;
 		size_t available = length - offset;   /* offset <= length: see below */
@@ -579,7 +579,7 @@ tls_reassemble_client_hello(const uint8_t *stream, size_t length, uint8_t *scrat
 		offset += TLS_RECORD_HEADER_LENGTH + record_length;
 	}
 
-	/* Pass 3: copy the payloads, cut at the message's end. */
+	/* Complete: copy the payloads, cut at the message's end. */
 	have = 0;
 	offset = 0;
 	while (have < need) {

@@ -165,9 +165,11 @@ struct tls_server_hello {
 
 /*
  * Incremental scanner of the server's side of a connection.  Initialise with
- * tls_server_scan_init(), then feed bytes; read the results once a feed
- * returned something other than TLS_NEED_MORE.  Only the fields above the
- * "private" line are meant for the caller.
+ * tls_server_scan_init(), then feed bytes.  server_hello is readable as soon
+ * as has_server_hello is set (the session ID is known long before a TLS 1.2
+ * full handshake ends); the ticket fields are final once a feed returned
+ * something other than TLS_NEED_MORE.  Only the fields above the "private"
+ * line are meant for the caller.
  */
 struct tls_server_scan {
 	enum tls_reason reason;           /* TLS_NEED_MORE while scanning; TLS_OK: reached
@@ -180,9 +182,10 @@ struct tls_server_scan {
 	const uint8_t *ticket;            /* into scratch */
 	uint16_t ticket_length;
 	uint32_t ticket_lifetime_hint;    /* seconds, as sent; 0 = unspecified */
-	enum tls_reason ticket_reason;    /* TLS_OK: no ticket came, or has_ticket; otherwise why a
-					     NewSessionTicket that came is unknown (TLS_TOO_LARGE:
-					     it did not fit the scratch left; or its parse reason) */
+	enum tls_reason ticket_reason;    /* TLS_OK: has_ticket, or no (or an empty) ticket came;
+					     otherwise why a NewSessionTicket that came is unknown
+					     (TLS_TOO_LARGE: it did not fit the scratch left, or
+					     its parse reason) */
 	uint64_t consumed;                /* stream bytes consumed so far */
 
 	/* private */
