@@ -10,6 +10,8 @@ whether the TLS session was resumed:
 
     server=be1 port=443 peer=203.0.113.10:40001 tls=TLSv1.3 reused=0
 
+A request with a body (POST /upload, Content-Length N) is read whole and the
+identity line gains " received=N".
 GET /bytes/N returns N bytes instead (capped at 100 MB) for throughput and
 large-flow tests; every response also carries the identity line in an
 X-Lab-Identity header.  A first line that is not HTTP (someone typing into
@@ -88,6 +90,8 @@ class Server:
         peer_text = "%s:%d" % peer
         try:
             conn.settimeout(IO_TIMEOUT)
+            # answer at once: no Nagle wait on the client's delayed ACK
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls:
                 conn = self.context.wrap_socket(conn, server_side=True,
                                                 do_handshake_on_connect=False)
@@ -111,18 +115,33 @@ class Server:
     def answer(self, conn, peer_text, port, tls):
         # A GET has no body, so a buffered reader may read ahead; it is closed
         # before answering so that closing the socket really closes it.
+        content_length = 0
+        received = None
         with conn.makefile("rb") as reader:
             first = reader.readline(MAX_LINE)
             total = len(first)
             request = REQUEST_LINE.match(first)
-            while request:                  # headers: read and ignore
+            while request:                  # headers: only Content-Length matters
                 line = reader.readline(MAX_LINE)
                 total += len(line)
                 if not line or line in (b"\r\n", b"\n") or total > MAX_HEADER:
                     break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                    content_length = min(int(value.strip()), MAX_BYTES)
+            if request and content_length:
+                # an upload: read and count every byte before answering
+                received = 0
+                while received < content_length:
+                    chunk = reader.read(min(CHUNK, content_length - received))
+                    if not chunk:
+                        break
+                    received += len(chunk)
         if not first:
             return                          # connected and left (a TCP health check)
         ident = self.identity(conn, peer_text, port, tls)
+        if received is not None:
+            ident += " received=%d" % received
         if not request:
             conn.sendall((ident + "\n").encode())
             return
