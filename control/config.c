@@ -70,7 +70,7 @@ static const char *const health_names[] = { "none", "tcp", "tls", "http", "https
 /* The keys each object type may hold; anything else is reported. */
 static const char *const top_keys[] = { "dataplane", "control", "services", "pools", NULL };
 static const char *const dataplane_keys[] = {
-	"workers", "ports", "flows", "sessions", "maglev", "binding", NULL };
+	"workers", "ports", "flows", "sessions", "maglev", "binding", "idle_sleep_us", NULL };
 static const char *const ports_keys[] = { "public", "private", NULL };
 static const char *const port_keys[] = { "device", "address", "gateway", NULL };
 static const char *const flows_keys[] = {
@@ -897,6 +897,8 @@ parse_dataplane(struct parser *parser, json_t *value, const char *path)
 		parse_sessions(parser, section, child);
 	if ((section = member(parser, value, path, "binding", false, child)) != NULL)
 		parse_binding(parser, section, child);
+	member_integer(parser, value, path, "idle_sleep_us", false, 0, 10000,
+		       &parser->config->dataplane.idle_sleep_us);
 	if ((section = member(parser, value, path, "maglev", false, child)) != NULL)
 		parse_maglev(parser, section, child);
 }

@@ -59,6 +59,8 @@ struct config_dataplane {
 	uint32_t binding_capacity;       /* "binding.capacity": ssl-session connections being
 					  * inspected at once, default 1024 (about 22 KB each) */
 	uint32_t inspect_timeout_ms;     /* "binding.inspect_timeout_ms", default 3000 */
+	uint32_t idle_sleep_us;          /* "idle_sleep_us": sleep when a poll finds nothing;
+					  * 0 (default) = busy-poll, as on bare metal */
 };
 
 struct config_control {

@@ -63,6 +63,8 @@ struct worker {
 	struct tx_queue tx[2];
 	uint64_t next_expire, next_neighbor_tick;
 	uint64_t tsc_per_ms;
+	uint32_t idle_sleep_us;        /* sleep after empty polls (shared test machines) */
+	uint32_t idle_polls;
 } __rte_cache_aligned;
 
 /* Process `count` (<= PIPELINE_BURST) frames received on logical `port`.
