@@ -114,6 +114,25 @@ translate_error(uint8_t *ip, uint8_t *icmp, uint32_t icmp_length, uint8_t *quote
 	nat_store16(icmp + 2, checksum_compute(icmp, icmp_length));
 }
 
+/*
+ * A spliced ssl-session flow's backend -> client sequence numbers were moved
+ * into the cookie's space; the backend's kernel checks the quoted sequence
+ * number against its own window, so move it back (RFC 5927 checks).
+ */
+static void
+unsplice_quoted_sequence(uint8_t *quoted_l4, uint32_t quoted_l4_length, uint32_t delta)
+{
+	uint32_t old_seq = nat_load32(quoted_l4 + 4);
+	uint32_t new_seq = rte_cpu_to_be_32(rte_be_to_cpu_32(old_seq) - delta);
+
+	if (quoted_l4_length >= NAT_TCP_CHECKSUM + 2) {
+		uint16_t check = nat_load16(quoted_l4 + NAT_TCP_CHECKSUM);
+		checksum_replace32(&check, old_seq, new_seq);
+		nat_store16(quoted_l4 + NAT_TCP_CHECKSUM, check);
+	}
+	nat_store32(quoted_l4 + 4, new_seq);
+}
+
 static void
 relay_error(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info)
 {
@@ -151,6 +170,9 @@ relay_error(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 	worker->stats.icmp_errors_relayed++;
 	if ((reference & 1) == FLOW_FORWARD) {
 		/* Quoted VIP -> client (our translated reply): tell the backend. */
+		if (protocol == IPPROTO_TCP && (flow->splice & SPLICE_ACTIVE))
+			unsplice_quoted_sequence(quoted_l4, quoted_length - (uint32_t)(quoted[0] & 0x0f) * 4,
+						 flow->sequence_delta);
 		translate_error(ip, icmp, icmp_length, quoted, quoted_length, protocol,
 				NAT_IP_SOURCE, NAT_L4_SOURCE_PORT, NAT_IP_DESTINATION,
 				flow->backend_address, flow->backend_port);

@@ -40,6 +40,20 @@ pipeline_end_flow(struct worker *worker, uint32_t index)
 
 static void new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info);
 
+bool
+pipeline_evict_closing(struct worker *worker, const struct flow_key *key)
+{
+	uint32_t reference = flow_lookup(&worker->flows, key);
+
+	if (reference == UINT32_MAX)
+		return false;
+	uint8_t state = flow_at(&worker->flows, reference)->state;
+	if (state != FLOW_TCP_FIN && state != FLOW_TCP_CLOSE)
+		return false;
+	pipeline_end_flow(worker, reference >> 1);
+	return true;
+}
+
 /* Forward one packet of a known flow, rewritten for the side it goes to. */
 static inline void
 forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
@@ -216,6 +230,11 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 			forward_flow(worker, m, info, reference);
 			return;
 		}
+		/* A closing flow from this client port to the same backend (through
+		 * another VIP) holds the reverse key: it is over, let it go. */
+		flow_key_reverse(&flow, &key);
+		if (pipeline_evict_closing(worker, &key))
+			index = flow_insert(&worker->flows, &flow);
 	}
 	if (index < 0) {
 		pipeline_drop(worker, m, index == -ENOSPC ? PACKET_DROP_FLOW_TABLE_FULL :

@@ -136,6 +136,9 @@ uint32_t pipeline_flow_hash(uint32_t source, uint32_t destination, uint16_t sour
 int pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint32_t source,
 				uint32_t *entry);
 
+/* If `key` belongs to a flow in FIN or CLOSE state, end it; true when it did. */
+bool pipeline_evict_closing(struct worker *worker, const struct flow_key *key);
+
 /* End flow `index` now: release what it holds, count it, remove it. */
 void pipeline_end_flow(struct worker *worker, uint32_t index);
 

@@ -378,6 +378,16 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 		.binding = proxy->free_stack[proxy->free_top - 1],
 	};
 	int index = flow_insert_forward(&worker->flows, &flow);
+	if (index == -EEXIST) {
+		/* the handshake's ACK and the hello in one burst: the ACK made the flow */
+		struct flow_key key;
+		flow_key_forward(&flow, &key);
+		uint32_t reference = flow_lookup(&worker->flows, &key);
+		if (reference != UINT32_MAX && flow_at(&worker->flows, reference)->state == FLOW_TCP_BINDING) {
+			synproxy_binding_packet(worker, m, info, reference);
+			return;
+		}
+	}
 	if (index < 0) {
 		pipeline_drop(worker, m, index == -ENOSPC ? PACKET_DROP_FLOW_TABLE_FULL :
 							    PACKET_DROP_FLOW_CONFLICT);
@@ -715,7 +725,14 @@ decide(struct worker *worker, struct flow *flow, struct binding *binding, enum t
 	flow->backend_address = chosen->address;
 	flow->backend_port = services_backend_port(&worker->services->services[flow->service], chosen);
 	flow->neighbor = chosen->neighbor;
-	if (flow_add_reverse(&worker->flows, binding->flow) < 0) {
+	int rc = flow_add_reverse(&worker->flows, binding->flow);
+	if (rc == -EEXIST) {
+		struct flow_key key;
+		flow_key_reverse(flow, &key);
+		if (pipeline_evict_closing(worker, &key))
+			rc = flow_add_reverse(&worker->flows, binding->flow);
+	}
+	if (rc < 0) {
 		worker->stats.drops[PACKET_DROP_FLOW_CONFLICT]++;
 		flow->backend_address = 0;   /* it has no reverse key to remove, no backend count */
 		if (flow->persist_entry != FLOW_NO_PERSIST)

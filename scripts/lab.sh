@@ -244,7 +244,7 @@ make_links() {
   local n i
   ip -n tl-router -batch - <<'EOF'
 link set lo up
-link add br-cli type bridge stp_state 0 forward_delay 0
+link add br-cli type bridge stp_state 0 forward_delay 0 mcast_snooping 0
 link add r-c1 type veth peer name eth0 netns tl-client1
 link add r-c2 type veth peer name eth0 netns tl-client2
 link add r-pub type veth peer name tl-lb-pub netns tl-lb
@@ -259,7 +259,7 @@ link set r-pub up
 EOF
   {
     echo "link set lo up"
-    echo "link add br-srv type bridge stp_state 0 forward_delay 0"
+    echo "link add br-srv type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
     echo "link add s-lb type veth peer name tl-lb-priv netns tl-lb"
     echo "link add s-ctl type veth peer name eth0 netns tl-ctl"
     for n in $(seq 1 "$BACKENDS"); do
