@@ -4,7 +4,7 @@
 # Installs what is missing (scripts/deps.sh), builds the dataplane if needed,
 # brings up the namespace lab (scripts/lab.sh), starts tether-dataplane on
 # config/lab.json in tl-lb, drives real TLS clients (curl, and the project's
-# test client for a batch) through every VIP from many client addresses, and
+# test client for a batch and for TLS session resumptions) through every VIP from many client addresses, and
 # prints what happened: which backend served each client, the per-backend
 # counts, the 443 -> 8443 port translation, a source refused by allow_from, and
 # the dataplane's drop counters.  A trap tears everything down on exit or
@@ -102,12 +102,12 @@ trap 'exit 143' TERM
 step "checking packages (scripts/deps.sh)"
 "$REPO/scripts/deps.sh" | sed 's/^/  /'
 
-step "building tether-dataplane in $BUILD_DIR"
+step "building tether-dataplane and the test client in $BUILD_DIR"
 if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
   cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/cmake.log" 2>&1 ||
     { tail -n 30 "$WORK/cmake.log" >&2; die "cmake failed"; }
 fi
-make -C "$BUILD_DIR" -j2 tether-dataplane >"$WORK/make.log" 2>&1 ||
+make -C "$BUILD_DIR" -j2 tether-dataplane tether-test-client >"$WORK/make.log" 2>&1 ||
   { tail -n 30 "$WORK/make.log" >&2; die "the build failed"; }
 
 step "bringing up the lab (scripts/lab.sh up)"
@@ -235,6 +235,29 @@ for name in sorted(per_backend):
 print("  the backend saw the client's own address in %d/%d (NAT mode)" % (nat, len(ok)))
 sys.exit(0 if len(ok) == len(results) else 1)
 EOF
+
+step "SSL-session persistence: TLS sessions resumed from other addresses (portal-https, be1+be2)"
+# A mobile device resumes its TLS session from a new address (Wi-Fi to
+# cellular): the resumption must reach the server that holds the session.
+for mode in "1.2 off session IDs" "1.2 on tickets" "1.3 on TLS 1.3 tickets"; do
+  read -r version tickets label <<<"$mode"
+  ip netns exec tl-client1 "$BUILD_DIR/tests/tether-test-client" --target 192.0.2.10:443 \
+      --server-name portal.assist.example --ca "$CA" --tls "$version" --tickets "$tickets" \
+      --sessions 20 --resumes 3 --create-from 203.0.113.10-203.0.113.29 \
+      --resume-from 203.0.113.30-203.0.113.60 >"$WORK/resume.json" ||
+    die "tether-test-client failed ($label): $(head -c 300 "$WORK/resume.json")"
+  python3 - "$WORK/resume.json" "TLS $version, $label" <<'EOF2'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print("  %-26s %d/%d connections ok; %d/%d resumptions from another address reached the"
+      " session's server, %d resumed it" % (sys.argv[2], s["ok"], s["connections"],
+      s["same_backend_as_creator"], s["resumptions"], s["reused"]))
+EOF2
+done
+dp '"  ssl_session: hits session_id %d, ticket %d, key_name %d; learned session_id %d, ticket %d,"
+    " key_name %d; TLS 1.3 session IDs ignored %d" % tuple(s["ssl_session"][k] for k in (
+    "hit_session_id", "hit_ticket", "hit_key_name", "learned_session_id", "learned_ticket",
+    "learned_key_name", "tls13_session_id_ignored"))'
 
 step "ping the VIPs"
 for vip in 192.0.2.10 192.0.2.20 192.0.2.23; do
