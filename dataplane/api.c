@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE   /* accept4 */
 #include "api.h"
+#include "reload.h"
 #include "synproxy.h"
 
 #include <errno.h>
@@ -137,13 +138,14 @@ drops_json(const struct api *api, uint64_t *total)
 static json_t *
 services_json(const struct api *api)
 {
-	const struct services *services = api->workers[0].services;
+	const struct services *services = api->state->services;
 	json_t *list = json_array();
 	char vip[16];
 
 	for (unsigned s = 0; s < services->service_count; s++) {
 		const struct runtime_service *service = &services->services[s];
-		const struct config_service *conf = &api->config->services[s];
+		unsigned id = service->id;
+		const struct config_service *conf = &api->state->config.services[s];
 		json_array_append_new(list, json_pack(
 			"{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			"name", service->name,
@@ -152,13 +154,13 @@ services_json(const struct api *api)
 			"protocol", conf->protocol == CONFIG_PROTO_UDP ? "udp" : "tcp",
 			"pool", services->pools[service->pool].name,
 			"persistence", config_persistence_mode_name(conf->persistence.mode),
-			"new_flows", (json_int_t)SUM(stats.services[s].new_flows),
-			"packets_in", (json_int_t)SUM(stats.services[s].packets_in),
-			"bytes_in", (json_int_t)SUM(stats.services[s].bytes_in),
-			"packets_out", (json_int_t)SUM(stats.services[s].packets_out),
-			"bytes_out", (json_int_t)SUM(stats.services[s].bytes_out),
-			"persist_hits", (json_int_t)SUM(stats.services[s].persist_hits),
-			"persist_misses", (json_int_t)SUM(stats.services[s].persist_misses)));
+			"new_flows", (json_int_t)SUM(stats.services[id].new_flows),
+			"packets_in", (json_int_t)SUM(stats.services[id].packets_in),
+			"bytes_in", (json_int_t)SUM(stats.services[id].bytes_in),
+			"packets_out", (json_int_t)SUM(stats.services[id].packets_out),
+			"bytes_out", (json_int_t)SUM(stats.services[id].bytes_out),
+			"persist_hits", (json_int_t)SUM(stats.services[id].persist_hits),
+			"persist_misses", (json_int_t)SUM(stats.services[id].persist_misses)));
 	}
 	return list;
 }
@@ -166,32 +168,35 @@ services_json(const struct api *api)
 static json_t *
 backends_json(const struct api *api)
 {
-	const struct services *services = api->workers[0].services;
+	const struct services *services = api->state->services;
 	const struct neighbor_table *neighbors = &api->workers[0].neighbors;
 	json_t *list = json_array();
 	char address[16];
 
 	for (unsigned b = 0; b < services->backend_count; b++) {
 		const struct runtime_backend *backend = &services->backends[b];
-		uint64_t created = SUM(stats.backends[b].new_flows);
-		uint64_t expired = SUM(stats.backends[b].expired_flows);
+		unsigned id = backend->id;
+		uint64_t created = SUM(stats.backends[id].new_flows);
+		uint64_t expired = SUM(stats.backends[id].expired_flows);
 		bool resolved = backend->neighbor != NEIGHBOR_NONE &&
 				neighbors->entries[backend->neighbor].state == NEIGHBOR_REACHABLE;
 		json_array_append_new(list, json_pack(
-			"{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"{s:i, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"id", backend->id,
 			"pool", services->pools[backend->pool].name,
 			"name", backend->name,
 			"address", config_format_ipv4(rte_be_to_cpu_32(backend->address), address),
 			"port", rte_be_to_cpu_16(backend->port),
 			"weight", backend->weight,
 			"active", backend->active,
+			"state", services_state_name(api->state->registry.backends[id].state),
 			"neighbor_resolved", resolved,
 			"new_flows", (json_int_t)created,
 			"active_flows", (json_int_t)(created - expired),
-			"packets_in", (json_int_t)SUM(stats.backends[b].packets_in),
-			"bytes_in", (json_int_t)SUM(stats.backends[b].bytes_in),
-			"packets_out", (json_int_t)SUM(stats.backends[b].packets_out),
-			"bytes_out", (json_int_t)SUM(stats.backends[b].bytes_out)));
+			"packets_in", (json_int_t)SUM(stats.backends[id].packets_in),
+			"bytes_in", (json_int_t)SUM(stats.backends[id].bytes_in),
+			"packets_out", (json_int_t)SUM(stats.backends[id].packets_out),
+			"bytes_out", (json_int_t)SUM(stats.backends[id].bytes_out)));
 	}
 	return list;
 }
@@ -281,9 +286,11 @@ status_json(const struct api *api)
 			"address", config_format_ipv4(rte_be_to_cpu_32(port->address), address),
 			"link_up", link.link_status == RTE_ETH_LINK_UP));
 	}
-	return json_pack("{s:s, s:I, s:i, s:o}", "version", TETHER_VERSION,
+	return json_pack("{s:s, s:I, s:i, s:o, s:s, s:I}", "version", TETHER_VERSION,
 			 "uptime_s", (json_int_t)((rte_rdtsc() - api->started_tsc) / rte_get_tsc_hz()),
-			 "workers", (int)api->worker_count, "ports", ports);
+			 "workers", (int)api->worker_count, "ports", ports,
+			 "config", api->state->config_file,
+			 "generation", (json_int_t)api->state->generation);
 }
 
 static char *
@@ -295,6 +302,126 @@ error_reply(const char *format, const char *detail)
 	char *text = json_dumps(reply, JSON_COMPACT);
 	json_decref(reply);
 	return text;
+}
+
+static json_t *
+error_json(const char *message)
+{
+	return json_pack("{s:s}", "error", message);
+}
+
+/* {"command":"load","config":FILE}: refused whole with every JSON path, or swapped in. */
+static json_t *
+load_json(struct api *api, json_t *request)
+{
+	const char *file = json_string_value(json_object_get(request, "config"));
+	static struct config_errors errors;
+	char error[256] = "";
+
+	if (!file)
+		return error_json("load needs \"config\": the path of a config file");
+	int rc = reload_config(api->state, file, &errors, error, sizeof(error));
+	if (rc == -EINVAL) {
+		json_t *list = json_array();
+		unsigned shown = errors.count < CONFIG_ERRORS_MAX ? errors.count : CONFIG_ERRORS_MAX;
+		for (unsigned i = 0; i < shown; i++)
+			json_array_append_new(list, json_pack("{s:s, s:s}", "path", errors.errors[i].path,
+							      "message", errors.errors[i].message));
+		return json_pack("{s:s, s:o, s:i}", "error", "config refused", "errors", list,
+				 "error_count", (int)errors.count);
+	}
+	if (rc < 0)
+		return error_json(error);
+	return json_pack("{s:b, s:I}", "ok", 1, "generation", (json_int_t)api->state->generation);
+}
+
+/* {"command":"backends","states":[{"pool","name","state","weight"?}]}: all or nothing. */
+static json_t *
+backends_command(struct api *api, json_t *request)
+{
+	json_t *states = json_object_get(request, "states"), *item;
+	char error[256];
+	size_t index;
+
+	if (!json_is_array(states))
+		return error_json("backends needs \"states\": an array of {pool, name, state, weight}");
+	/* validate everything before recording anything */
+	json_array_foreach(states, index, item) {
+		const char *pool = json_string_value(json_object_get(item, "pool"));
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *state = json_string_value(json_object_get(item, "state"));
+		json_t *weight = json_object_get(item, "weight");
+		if (!pool || !name || !state || services_state_parse(state) < 0 ||
+		    (weight && (!json_is_integer(weight) || json_integer_value(weight) < 0 ||
+				json_integer_value(weight) > 1000))) {
+			snprintf(error, sizeof(error), "states[%zu]: needs string pool, name and state "
+				 "(up, down, drain, disabled), optional weight 0..1000", index);
+			return error_json(error);
+		}
+		if (services_registry_find_backend(&api->state->registry, pool, name,
+						   &api->state->config) < 0) {
+			snprintf(error, sizeof(error), "states[%zu]: no backend '%.64s' in pool '%.64s'",
+				 index, name, pool);
+			return error_json(error);
+		}
+	}
+	json_array_foreach(states, index, item) {
+		json_t *weight = json_object_get(item, "weight");
+		reload_set_backend(api->state, json_string_value(json_object_get(item, "pool")),
+				   json_string_value(json_object_get(item, "name")),
+				   services_state_parse(json_string_value(json_object_get(item, "state"))),
+				   weight ? (int)json_integer_value(weight) : -1);
+	}
+	if (reload_apply(api->state, error, sizeof(error)) < 0)
+		return error_json(error);
+	return json_pack("{s:b, s:I, s:i}", "ok", 1, "generation", (json_int_t)api->state->generation,
+			 "changed", (int)json_array_size(states));
+}
+
+static int
+parse_key_name(const char *hex, uint8_t key_name[16])
+{
+	if (!hex || strlen(hex) != 32)
+		return -1;
+	for (int i = 0; i < 16; i++) {
+		unsigned byte;
+		if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+			return -1;
+		key_name[i] = (uint8_t)byte;
+	}
+	return 0;
+}
+
+/* {"command":"key_names","entries":[{"pool","name","key_name":"32 hex"}]} */
+static json_t *
+key_names_command(struct api *api, json_t *request)
+{
+	json_t *entries = json_object_get(request, "entries"), *item;
+	char error[256];
+	size_t index;
+	int stored = 0;
+
+	if (!json_is_array(entries))
+		return error_json("key_names needs \"entries\": an array of {pool, name, key_name}");
+	json_array_foreach(entries, index, item) {
+		uint8_t key_name[16];
+		const char *pool = json_string_value(json_object_get(item, "pool"));
+		const char *name = json_string_value(json_object_get(item, "name"));
+		if (!pool || !name ||
+		    parse_key_name(json_string_value(json_object_get(item, "key_name")), key_name) < 0) {
+			snprintf(error, sizeof(error), "entries[%zu]: needs pool, name and key_name "
+				 "(32 hex digits)", index);
+			return error_json(error);
+		}
+		int rc = reload_key_name(api->state, pool, name, key_name);
+		if (rc == -ENOENT) {
+			snprintf(error, sizeof(error), "entries[%zu]: no backend '%.64s' in pool '%.64s'",
+				 index, name, pool);
+			return error_json(error);
+		}
+		stored += rc == 0;
+	}
+	return json_pack("{s:b, s:i}", "ok", 1, "stored", stored);
 }
 
 char *
@@ -317,8 +444,15 @@ api_handle_request(struct api *api, const char *line, size_t length)
 		reply = stats_json(api);
 	else if (strcmp(command, "status") == 0)
 		reply = status_json(api);
+	else if (strcmp(command, "load") == 0)
+		reply = load_json(api, request);
+	else if (strcmp(command, "backends") == 0)
+		reply = backends_command(api, request);
+	else if (strcmp(command, "key_names") == 0)
+		reply = key_names_command(api, request);
 	if (!reply) {
-		text = error_reply("unknown command '%.64s' (known: stats, status)", command);
+		text = error_reply("unknown command '%.64s' (known: stats, status, load, backends, "
+				   "key_names)", command);
 		json_decref(request);
 		return text;
 	}

@@ -5,7 +5,11 @@
  * reply one JSON object on one line.  Commands today:
  *   {"command":"stats"}   every counter (ports, drops by reason, flows,
  *                         persistence, ARP, ICMP, per service, per backend)
- *   {"command":"status"}  version, uptime, ports, table sizes
+ *   {"command":"status"}  version, uptime, ports, config file, generation
+ *   {"command":"load","config":FILE}        swap in a new config (reload.h)
+ *   {"command":"backends","states":[...]}   desired backend states / weights
+ *   {"command":"key_names","entries":[...]} ticket key names from health checks
+ * (docs/architecture.md has the details)
  * A bad request gets {"error": "..."}; the dataplane keeps serving.  Served by
  * the main lcore (never a worker), which reads the workers' counters.
  */
@@ -26,10 +30,12 @@ struct api_client {
 	char buffer[API_REQUEST_MAX];
 };
 
+struct dataplane_state;
+
 struct api {
 	int listen_fd;
 	char path[CONFIG_PATH_MAX];
-	const struct config *config;
+	struct dataplane_state *state;      /* config, tables, registry (reload.h) */
 	struct worker *workers;
 	unsigned worker_count;
 	uint64_t started_tsc;

@@ -5,6 +5,7 @@
  * SIGINT or SIGTERM.  Only this file may exit the process.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "api.h"
 #include "config.h"
 #include "port.h"
+#include "reload.h"
 #include "services.h"
 #include "worker.h"
 
@@ -142,10 +144,10 @@ parse_options(int argc, char **argv, struct options *options)
 int
 main(int argc, char **argv)
 {
-	static struct config config;
+	static struct dataplane_state state;
 	static struct config_errors errors;
-	static struct services services;
 	static struct worker worker;
+	struct config *config = &state.config;
 	static struct eal_arguments eal;
 	struct dataplane_port ports[2];
 	struct options options;
@@ -155,18 +157,21 @@ main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &options) < 0)
 		return 2;
-	if (config_load_file(options.config_file, &config, &errors) < 0) {
+	if (config_load_file(options.config_file, config, &errors) < 0) {
 		print_config_errors(options.config_file, &errors);
 		return 1;
 	}
 	if (options.check_only) {
 		printf("%s: OK (%u services, %u pools)\n", options.config_file,
-		       config.service_count, config.pool_count);
-		config_free(&config);
+		       config->service_count, config->pool_count);
+		config_free(config);
 		return 0;
 	}
+	char absolute[PATH_MAX];
+	snprintf(state.config_file, sizeof(state.config_file), "%s",
+		 realpath(options.config_file, absolute) ? absolute : options.config_file);
 
-	port_eal_arguments(&eal, argv[0], &config, options.eal_count, options.eal);
+	port_eal_arguments(&eal, argv[0], config, options.eal_count, options.eal);
 	if (rte_eal_init(eal.count, eal.values) < 0) {
 		fprintf(stderr, "tether-dataplane: EAL init failed: %s\n", rte_strerror(rte_errno));
 		return 1;
@@ -186,31 +191,33 @@ main(int argc, char **argv)
 		LOG(ERR, "mbuf pool: %s\n", rte_strerror(rte_errno));
 		goto out;
 	}
-	if (open_port(&ports[PORT_PUBLIC], &config.dataplane.public_port, mempool) < 0)
+	if (open_port(&ports[PORT_PUBLIC], &config->dataplane.public_port, mempool) < 0)
 		goto out;
-	if (config.dataplane.private_port.present &&
-	    strcmp(config.dataplane.private_port.device, config.dataplane.public_port.device) != 0) {
-		if (open_port(&ports[PORT_PRIVATE], &config.dataplane.private_port, mempool) < 0)
+	if (config->dataplane.private_port.present &&
+	    strcmp(config->dataplane.private_port.device, config->dataplane.public_port.device) != 0) {
+		if (open_port(&ports[PORT_PRIVATE], &config->dataplane.private_port, mempool) < 0)
 			goto out;
 	} else {
 		/* one-arm: the private side is the public port */
 		ports[PORT_PRIVATE] = ports[PORT_PUBLIC];
-		if (config.dataplane.private_port.present) {
-			const struct config_port *conf = &config.dataplane.private_port;
+		if (config->dataplane.private_port.present) {
+			const struct config_port *conf = &config->dataplane.private_port;
 			ports[PORT_PRIVATE].address = rte_cpu_to_be_32(conf->address);
 			ports[PORT_PRIVATE].netmask = conf->prefix_length ?
 				rte_cpu_to_be_32(~0u << (32 - conf->prefix_length)) : 0;
 		}
 	}
-	if (services_build(&services, &config) < 0) {
-		LOG(ERR, "building service tables: out of memory\n");
-		goto out;
-	}
-	if (worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0) {
+	if (worker_init(&worker, 0, config, NULL, mempool, ports, error, sizeof(error)) < 0) {
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}
-	api.config = &config;
+	state.workers = &worker;
+	state.worker_count = 1;
+	if (reload_initial(&state, error, sizeof(error)) < 0) {
+		LOG(ERR, "%s\n", error);
+		goto out;
+	}
+	api.state = &state;
 	api.workers = &worker;
 	api.worker_count = 1;
 	api.started_tsc = rte_rdtsc();
@@ -221,7 +228,8 @@ main(int argc, char **argv)
 
 	rte_eal_remote_launch(worker_main, &worker, worker_lcore);
 	LOG(INFO, "forwarding: %u services, %u pools, %u backends; worker on lcore %u; socket %s\n",
-	    services.service_count, services.pool_count, services.backend_count, worker_lcore,
+	    state.services->service_count, state.services->pool_count,
+	    state.services->backend_count, worker_lcore,
 	    options.socket_path);
 	while (!stop_requested)
 		api_poll(&api, 100);
@@ -235,8 +243,7 @@ out:
 	RTE_ETH_FOREACH_DEV(port_id)
 		port_stop(port_id);
 	worker_free(&worker);
-	services_free(&services);
-	config_free(&config);
+	reload_free(&state);
 	rte_eal_cleanup();
 	return exit_code;
 }

@@ -18,7 +18,9 @@
 uint16_t
 neighbor_find(const struct neighbor_table *table, uint32_t address)
 {
-	for (unsigned i = 0; i < table->count; i++)
+	unsigned count = __atomic_load_n(&table->count, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < count; i++)
 		if (table->entries[i].address == address)
 			return (uint16_t)i;
 	return NEIGHBOR_NONE;
@@ -33,8 +35,12 @@ neighbor_add(struct neighbor_table *table, uint32_t address, uint8_t port)
 		return index;
 	if (table->count == NEIGHBOR_MAX)
 		return NEIGHBOR_NONE;
-	table->entries[table->count] = (struct neighbor){ .address = address, .port = port };
-	return (uint16_t)table->count++;
+	/* The main lcore may append while the worker reads: publish the entry
+	 * before the count that makes it visible. */
+	unsigned added = table->count;
+	table->entries[added] = (struct neighbor){ .address = address, .port = port };
+	__atomic_store_n(&table->count, added + 1, __ATOMIC_RELEASE);
+	return (uint16_t)added;
 }
 
 /* True when `address` is ours to answer for on logical `port`. */
@@ -141,7 +147,9 @@ neighbor_tick(struct worker *worker, uint64_t now)
 {
 	uint64_t reachable = NEIGHBOR_REACHABLE_S * worker->hz;
 
-	for (unsigned i = 0; i < worker->neighbors.count; i++) {
+	unsigned count = __atomic_load_n(&worker->neighbors.count, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < count; i++) {
 		struct neighbor *neighbor = &worker->neighbors.entries[i];
 		if (now < neighbor->next_probe)
 			continue;

@@ -122,25 +122,26 @@ pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint3
 {
 	const struct services *services = worker->services;
 	const struct runtime_service *service = &services->services[service_index];
-	struct service_stats *stats = &worker->stats.services[service_index];
-	struct persist_key key = { source & service->source_mask, (uint16_t)service_index, 0 };
+	struct service_stats *stats = &worker->stats.services[service->id];
+	struct persist_key key = { source & service->source_mask, service->id, 0 };
 	uint64_t expires = worker->now + (uint64_t)service->persist_timeout_s * worker->hz;
 	int position = persist_lookup(&worker->persist, &key);
 
 	if (position >= 0) {
 		struct persist_entry *persisted = &worker->persist.entries[position];
-		if (services->backends[persisted->backend].active) {
+		const struct runtime_backend *kept = services_backend_by_id(services, persisted->backend);
+		if (kept && kept->active) {
 			persisted->expires = expires;
 			*entry = (uint32_t)position;
 			stats->persist_hits++;
-			return persisted->backend;
+			return services->backend_index[persisted->backend];
 		}
 	}
 	stats->persist_misses++;
 	int backend = pipeline_maglev_pick(services, service, rte_hash_crc_4byte(key.client, MAGLEV_SEED));
 	if (backend < 0)
 		return -1;
-	position = persist_insert(&worker->persist, &key, (uint16_t)backend, expires);
+	position = persist_insert(&worker->persist, &key, services->backends[backend].id, expires);
 	if (position >= 0) {
 		worker->stats.persist_inserted++;
 		*entry = (uint32_t)position;
@@ -212,8 +213,8 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 		.client_port = info->source_port,
 		.vip_port = info->destination_port,
 		.backend_port = services_backend_port(service, backend),
-		.service = (uint16_t)service_index,
-		.backend = (uint16_t)backend_index,
+		.service = service->id,
+		.backend = backend->id,
 		.protocol = info->protocol,
 		.state = info->protocol == IPPROTO_TCP ? FLOW_TCP_SYN : FLOW_UDP,
 		.persist_entry = persist_entry,

@@ -48,12 +48,24 @@ struct tx_queue {
 	struct rte_mbuf *packets[PIPELINE_TX_MAX];
 };
 
+/* What the main lcore asks of a worker through its ring (reload.c). */
+enum worker_message_kind { WORKER_MESSAGE_KEY_NAME = 1 };
+
+struct worker_message {
+	uint8_t kind;
+	uint8_t pad;
+	uint16_t backend;              /* stable backend ID */
+	struct session_key key;
+};
+
 struct worker {
 	unsigned id;
 	uint64_t now;              /* TSC, stamped once per burst */
 	uint64_t hz;
 	struct dataplane_port ports[2];
 	struct services *services;
+	struct services *pending_services;  /* set by the main lcore; taken at the loop top */
+	struct rte_ring *messages;          /* main lcore -> worker (struct worker_message) */
 	struct rte_mempool *mempool;   /* for ARP and ICMP frames we originate */
 	struct flow_table flows;
 	struct persist_table persist;

@@ -373,7 +373,8 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 	struct flow flow = {
 		.last_seen = worker->now, .client = info->source, .vip = info->destination,
 		.client_port = info->source_port, .vip_port = info->destination_port,
-		.service = (uint16_t)service, .protocol = IPPROTO_TCP, .state = FLOW_TCP_BINDING,
+		.service = worker->services->services[service].id, .protocol = IPPROTO_TCP,
+		.state = FLOW_TCP_BINDING,
 		.persist_entry = FLOW_NO_PERSIST, .neighbor = NEIGHBOR_NONE,
 		.binding = proxy->free_stack[proxy->free_top - 1],
 	};
@@ -570,10 +571,11 @@ lookup(struct worker *worker, const struct session_key *key, const struct runtim
 	if (position < 0)
 		return LOOKUP_MISS;
 	struct persist_entry *entry = &sessions->entries[position];
-	if (!worker->services->backends[entry->backend].active)
+	const struct runtime_backend *kept = services_backend_by_id(worker->services, entry->backend);
+	if (!kept || !kept->active)
 		return LOOKUP_DOWN;
 	entry->expires = worker->now + (uint64_t)service->persist_timeout_s * worker->hz;
-	*backend = entry->backend;
+	*backend = worker->services->backend_index[entry->backend];
 	return LOOKUP_HIT;
 }
 
@@ -586,14 +588,14 @@ lookup_ticket(struct worker *worker, const struct runtime_service *service, cons
 	struct session_key key;
 	enum lookup_result exact, by_name = LOOKUP_MISS;
 
-	session_key_ticket(&key, service->pool, ticket, length);
+	session_key_ticket(&key, service->pool_id, ticket, length);
 	exact = lookup(worker, &key, service, backend);
 	if (exact == LOOKUP_HIT) {
 		stats->hit_ticket++;
 		return exact;
 	}
 	if (length >= TLS_TICKET_KEY_NAME_LENGTH) {
-		session_key_bytes(&key, service->pool, SESSION_KEY_NAME, ticket, TLS_TICKET_KEY_NAME_LENGTH);
+		session_key_bytes(&key, service->pool_id, SESSION_KEY_NAME, ticket, TLS_TICKET_KEY_NAME_LENGTH);
 		by_name = lookup(worker, &key, service, backend);
 		if (by_name == LOOKUP_HIT) {
 			stats->hit_key_name++;
@@ -608,11 +610,14 @@ static int
 fallback_backend(struct worker *worker, struct flow *flow, const struct tls_client_hello *hello)
 {
 	const struct services *services = worker->services;
-	const struct runtime_service *service = &services->services[flow->service];
+	const struct runtime_service *service = services_service_by_id(services, flow->service);
 
+	if (!service)
+		return -1;   /* removed by a reload while the hello was read */
 	switch (service->fallback) {
 	case CONFIG_FALLBACK_SOURCE_IP:
-		return pipeline_schedule_source_ip(worker, flow->service, flow->client, &flow->persist_entry);
+		return pipeline_schedule_source_ip(worker, services->service_index[flow->service],
+						   flow->client, &flow->persist_entry);
 	case CONFIG_FALLBACK_SOURCE_IP_SNI: {
 		uint32_t hash = rte_hash_crc_4byte(flow->client & service->source_mask, 0x5e1u);
 		if (hello && hello->sni_length)
@@ -632,7 +637,7 @@ static int
 persisted_backend(struct worker *worker, struct flow *flow, struct binding *binding,
 		  const struct tls_client_hello *hello)
 {
-	const struct runtime_service *service = &worker->services->services[flow->service];
+	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
 	struct synproxy_stats *stats = &worker->synproxy->stats;
 	enum lookup_result result = LOOKUP_MISS;
 	bool down = false;
@@ -640,7 +645,7 @@ persisted_backend(struct worker *worker, struct flow *flow, struct binding *bind
 
 	if (hello->session_id_length) {
 		struct session_key key;
-		session_key_bytes(&key, service->pool, SESSION_ID, hello->session_id,
+		session_key_bytes(&key, service->pool_id, SESSION_ID, hello->session_id,
 				  hello->session_id_length);
 		result = lookup(worker, &key, service, &backend);
 		if (result == LOOKUP_HIT) {
@@ -709,7 +714,7 @@ decide(struct worker *worker, struct flow *flow, struct binding *binding, enum t
 		reason = tls_parse_client_hello(message, message_length, &hello);
 		have_hello = reason == TLS_OK;
 	}
-	if (have_hello)
+	if (have_hello && services_service_by_id(worker->services, flow->service))
 		backend = persisted_backend(worker, flow, binding, &hello);
 	else
 		count_fallback(stats, reason);
@@ -721,9 +726,10 @@ decide(struct worker *worker, struct flow *flow, struct binding *binding, enum t
 		return;
 	}
 	const struct runtime_backend *chosen = &worker->services->backends[backend];
-	flow->backend = (uint16_t)backend;
+	flow->backend = chosen->id;
 	flow->backend_address = chosen->address;
-	flow->backend_port = services_backend_port(&worker->services->services[flow->service], chosen);
+	flow->backend_port = services_backend_port(services_service_by_id(worker->services, flow->service),
+						   chosen);
 	flow->neighbor = chosen->neighbor;
 	int rc = flow_add_reverse(&worker->flows, binding->flow);
 	if (rc == -EEXIST) {
@@ -923,8 +929,10 @@ synproxy_splice_to_backend(struct flow *flow, uint8_t *frame, const struct packe
 static void
 remember(struct worker *worker, const struct flow *flow, const struct session_key *key)
 {
-	const struct runtime_service *service = &worker->services->services[flow->service];
+	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
 
+	if (!service)
+		return;
 	persist_insert(&worker->synproxy->sessions, key, flow->backend,
 		       worker->now + (uint64_t)service->persist_timeout_s * worker->hz);
 }
@@ -934,7 +942,8 @@ learn(struct worker *worker, const struct flow *flow, struct binding *binding)
 {
 	struct synproxy_stats *stats = &worker->synproxy->stats;
 	const struct tls_server_scan *scan = &binding->scan;
-	uint16_t pool = worker->services->services[flow->service].pool;
+	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
+	uint16_t pool = service ? service->pool_id : 0;
 	struct session_key key;
 
 	if (scan->reason != TLS_OK || !scan->has_server_hello) {

@@ -14,6 +14,8 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 volatile bool worker_stop;
 
@@ -48,7 +50,6 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	worker->hz = rte_get_tsc_hz();
 	worker->tsc_per_ms = worker->hz / 1000;
 	worker->idle_sleep_us = dataplane->idle_sleep_us;
-	worker->services = services;
 	worker->mempool = mempool;
 	worker->ports[PORT_PUBLIC] = ports[PORT_PUBLIC];
 	worker->ports[PORT_PRIVATE] = ports[PORT_PRIVATE];
@@ -66,8 +67,8 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 			 dataplane->session_capacity);
 		return rc;
 	}
-	for (unsigned s = 0; s < services->service_count; s++) {
-		if (services->services[s].persistence != CONFIG_PERSIST_SSL_SESSION)
+	for (unsigned s = 0; s < config->service_count; s++) {
+		if (config->services[s].persistence.mode != CONFIG_PERSIST_SSL_SESSION)
 			continue;
 		if ((rc = synproxy_create(worker, config)) < 0) {
 			snprintf(error, error_size, "ssl-session state (%u bindings, %u sessions): out of memory",
@@ -76,7 +77,7 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 		}
 		break;
 	}
-	if ((rc = stats_init(&worker->stats, services->service_count, services->backend_count)) < 0) {
+	if ((rc = stats_init(&worker->stats, SERVICE_IDS, BACKEND_IDS)) < 0) {
 		snprintf(error, error_size, "counters: out of memory");
 		return rc;
 	}
@@ -89,6 +90,24 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 			neighbor_add(&worker->neighbors, rte_cpu_to_be_32(conf->gateway), (uint8_t)p) :
 			NEIGHBOR_NONE;
 	}
+	snprintf(name, sizeof(name), "messages%u", id);
+	worker->messages = rte_ring_create_elem(name, sizeof(struct worker_message), 1024,
+						(int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	if (!worker->messages) {
+		snprintf(error, error_size, "message ring: out of memory");
+		return -ENOMEM;
+	}
+	if (services) {
+		worker->services = services;
+		return worker_resolve_backends(worker, services, error, error_size);
+	}
+	return 0;
+}
+
+int
+worker_resolve_backends(struct worker *worker, struct services *services, char *error,
+			size_t error_size)
+{
 	for (unsigned b = 0; b < services->backend_count; b++) {
 		struct runtime_backend *backend = &services->backends[b];
 		backend->neighbor = backend_next_hop(worker, backend->address);
@@ -103,6 +122,19 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	return 0;
 }
 
+/* Messages from the main lcore: key names harvested by health checks. */
+static void
+drain_messages(struct worker *worker)
+{
+	struct worker_message message;
+
+	while (rte_ring_dequeue_elem(worker->messages, &message, sizeof(message)) == 0) {
+		if (message.kind == WORKER_MESSAGE_KEY_NAME && worker->synproxy)
+			persist_insert(&worker->synproxy->sessions, &message.key, message.backend,
+				       worker->now + 86400 * worker->hz);
+	}
+}
+
 void
 worker_free(struct worker *worker)
 {
@@ -110,6 +142,8 @@ worker_free(struct worker *worker)
 	persist_destroy(&worker->persist);
 	synproxy_destroy(worker);
 	stats_free(&worker->stats);
+	rte_ring_free(worker->messages);
+	worker->messages = NULL;
 }
 
 void
@@ -153,6 +187,12 @@ worker_main(void *arg)
 	worker_flush(worker);
 	while (!worker_stop) {
 		worker->now = rte_rdtsc();
+		/* new tables from a reload: taken between bursts, never inside one */
+		struct services *next = __atomic_load_n(&worker->pending_services, __ATOMIC_ACQUIRE);
+		if (unlikely(next != NULL)) {
+			worker->services = next;
+			__atomic_store_n(&worker->pending_services, NULL, __ATOMIC_RELEASE);
+		}
 		unsigned received = 0;
 		for (unsigned p = 0; p < port_count; p++) {
 			uint16_t count = rte_eth_rx_burst(worker->ports[p].port_id, 0, packets,
@@ -175,6 +215,7 @@ worker_main(void *arg)
 		if (unlikely(worker->now >= worker->next_neighbor_tick)) {
 			neighbor_tick(worker, worker->now);
 			synproxy_tick(worker);
+			drain_messages(worker);
 			worker->next_neighbor_tick = worker->now + neighbor_interval;
 		}
 		worker_flush(worker);

@@ -14,14 +14,21 @@ extern volatile bool worker_stop;
 
 /*
  * Prepare `worker` for `config`: flow and persistence tables, counters,
- * next hops of the ports and of every backend.  `ports` must be filled (ids,
- * MACs, addresses).  Returns 0 or a negative errno with `error` filled.
+ * next hops of the ports and, when `services` is given, of every backend
+ * (else reload_initial() does that).  `ports` must be filled (ids, MACs,
+ * addresses).  Returns 0 or a negative errno with `error` filled.
  * Main lcore, before launch.
  */
 int worker_init(struct worker *worker, unsigned id, const struct config *config,
 		struct services *services, struct rte_mempool *mempool,
 		const struct dataplane_port ports[2], char *error, size_t error_size);
 void worker_free(struct worker *worker);
+
+/* Give every backend of `services` its next hop in `worker`'s neighbor table
+ * (appending new ones).  0, or -EINVAL with `error` naming the backend that
+ * cannot be reached.  Main lcore; safe while the worker runs. */
+int worker_resolve_backends(struct worker *worker, struct services *services,
+			    char *error, size_t error_size);
 
 /* Send everything queued in worker->tx; free and count what the NIC refused. */
 void worker_flush(struct worker *worker);

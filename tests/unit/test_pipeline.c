@@ -44,6 +44,7 @@ static const struct rte_ether_addr gateway_mac = {{ 0x02, 0xbb, 0, 0, 0, 0x01 }}
 static struct rte_mempool *mempool;
 static struct config config;
 static struct services services;
+static struct services_registry registry;
 static struct worker worker;
 
 static int
@@ -64,7 +65,7 @@ setup(void **state)
 			fprintf(stderr, "%s: %s\n", errors.errors[i].path, errors.errors[i].message);
 		return -1;
 	}
-	if (services_build(&services, &config) < 0 ||
+	if (services_build(&services, &config, &registry) < 0 ||
 	    worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0)
 		return -1;
 	worker.now = rte_rdtsc();

@@ -43,6 +43,7 @@ static const char test_config[] =
 static struct rte_mempool *mempool;
 static struct config config;
 static struct services services;
+static struct services_registry registry;
 static struct worker worker;
 
 struct stream { uint8_t bytes[8192]; size_t length; };
@@ -85,7 +86,7 @@ setup(void **state)
 		fprintf(stderr, "%s: %s\n", errors.errors[0].path, errors.errors[0].message);
 		return -1;
 	}
-	if (services_build(&services, &config) < 0 ||
+	if (services_build(&services, &config, &registry) < 0 ||
 	    worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0) {
 		fprintf(stderr, "%s\n", error);
 		return -1;
