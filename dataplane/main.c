@@ -167,9 +167,16 @@ main(int argc, char **argv)
 		config_free(config);
 		return 0;
 	}
+	/* reloads name the file again; keep its absolute path */
 	char absolute[PATH_MAX];
-	snprintf(state.config_file, sizeof(state.config_file), "%s",
-		 realpath(options.config_file, absolute) ? absolute : options.config_file);
+	const char *file = realpath(options.config_file, absolute) ? absolute : options.config_file;
+	if (strlen(file) >= sizeof(state.config_file)) {
+		fprintf(stderr, "tether-dataplane: config path longer than %zu bytes: %s\n",
+			sizeof(state.config_file) - 1, file);
+		config_free(config);
+		return 1;
+	}
+	memcpy(state.config_file, file, strlen(file) + 1);
 
 	port_eal_arguments(&eal, argv[0], config, options.eal_count, options.eal);
 	if (rte_eal_init(eal.count, eal.values) < 0) {
