@@ -16,6 +16,16 @@ again, whatever the test did; the dataplane runs in tl-lb, clients run
 tests/e2e/lab_client.py in tl-client1/tl-client2 (one process per namespace,
 in parallel), and the dataplane's and the control plane's sockets are plain
 UNIX sockets reachable from any namespace.
+
+Helpers that any test may use (the ssl-session tests do):
+
+    lab.wait_ready()                       # backends and gateway resolved by ARP
+    before = lab.stats()
+    out = lab.test_client("--target", "192.0.2.20:443", "--sessions", 20, ...)
+    after = lab.wait_stats(lambda s: stats_delta(before, s)["bindings_bound"] >= 60,
+                           5, "every binding to be counted")
+    delta = stats_delta(before, after)     # ssl_session counters: after - before
+    sys.exit(run_scenario("test_x", scenario, CONFIG))   # the whole main()
 """
 
 import argparse
@@ -28,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +51,7 @@ CLIENT_COUNT = 200
 CLIENT_SPLIT = 110                          # .10-.109 in tl-client1, .110-.209 in tl-client2
 CONTROL_HOST = "198.51.100.130"             # tl-ctl
 DATAPLANE_WAIT_S = 20.0
+TEST_CLIENT = Path("tests") / "tether-test-client"   # in the build directory
 
 
 class LabCommandError(subprocess.CalledProcessError):
@@ -189,6 +201,31 @@ def check(cond, message):
         raise AssertionError(message)
 
 
+def wait_for(probe, timeout, what, interval=0.05):
+    """Calls probe() until it returns a true value, and returns that value.
+    Raises AssertionError naming what when timeout seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def stats_delta(before, after, section="ssl_session"):
+    """The rise of every integer counter of one object of two stats replies:
+    stats_delta(b, a)["hit_session_id"] is a["ssl_session"]["hit_session_id"] -
+    b["ssl_session"]["hit_session_id"].  section=None compares the replies'
+    top level (e.g. drops_total); a dotted section ("flows") any object."""
+    old, new = before, after
+    for name in (section.split(".") if section else ()):
+        old, new = old[name], new[name]
+    return {key: value - old.get(key, 0) for key, value in new.items()
+            if isinstance(value, int) and not isinstance(value, bool)}
+
+
 def parse_args(description=None, argv=None):
     """The e2e tests' command line: --build-dir BUILD (default REPO/build)."""
     parser = argparse.ArgumentParser(description=description)
@@ -209,6 +246,7 @@ class Lab:
             self.env["LAB_BACKENDS"] = str(backends)
         self.dataplane = None
         self.dataplane_socket = None
+        self.build_dir = None
         self.dataplane_log_path = STATE_DIR / "dataplane.log"
         self._old_sigterm = None
 
@@ -277,6 +315,7 @@ class Lab:
         binary = Path(build_dir) / "tether-dataplane"
         if not binary.exists():
             raise RuntimeError("no dataplane binary at %s" % binary)
+        self.build_dir = Path(build_dir)
         cmd = ["ip", "netns", "exec", "tl-lb", str(binary), "--config", str(config_path),
                "--socket", str(socket_path)]
         if extra_eal:
@@ -337,6 +376,97 @@ class Lab:
         if path is None:
             raise RuntimeError("no dataplane socket: call start_dataplane first")
         return unix_command(path, obj, timeout)
+
+    def stats(self):
+        """The dataplane's {"command": "stats"} reply."""
+        return self.dataplane_command({"command": "stats"})
+
+    def wait_stats(self, predicate, timeout, what, interval=0.05):
+        """Polls stats() until predicate(stats) holds; returns those stats.  Raises
+        AssertionError naming what on timeout.  The counters are summed on the
+        main lcore while the worker runs: wait for them rather than read once."""
+        found = []
+
+        def probe():
+            snapshot = self.stats()
+            if predicate(snapshot):
+                found.append(snapshot)
+                return True
+            return False
+        wait_for(probe, timeout, what, interval)
+        return found[0]
+
+    def wait_ready(self, timeout=10):
+        """Waits until the dataplane has resolved every backend and its gateway by
+        ARP (every backend neighbor_resolved, one more address learned)."""
+        def ready(s):
+            unique = {b["address"] for b in s["backends"]}
+            return all(b["neighbor_resolved"] for b in s["backends"]) and \
+                s["arp"]["learned"] >= len(unique) + 1
+        return self.wait_stats(ready, timeout,
+                               "the dataplane to resolve its backends and gateway by ARP")
+
+    def test_client(self, *args, node=None, timeout=120):
+        """Runs BUILD/tests/tether-test-client with args (str() of each) in a client
+        namespace -- node, else the one owning the first --create-from address,
+        else tl-client1 -- and returns its JSON document (exit status 1, some
+        connection failed, still returns it: the results say which).  Raises
+        RuntimeError when it prints no JSON (usage error, crash) or outlives
+        timeout seconds.  The document gains "elapsed_s", the wall time."""
+        if self.build_dir is None:
+            raise RuntimeError("no build directory: call start_dataplane first")
+        argv = [str(a) for a in args]
+        if node is None:
+            node = "tl-client1"
+            if "--create-from" in argv:
+                first = argv[argv.index("--create-from") + 1].split(",")[0].split("-")[0]
+                node = source_namespace(first)
+        started = time.monotonic()
+        try:
+            proc = self.exec(node, self.build_dir / TEST_CLIENT, *argv, check=False,
+                             timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("tether-test-client %s ran over %d s" % (" ".join(argv), timeout))
+        try:
+            document = json.loads(proc.stdout)
+        except ValueError:
+            raise RuntimeError("tether-test-client %s exited %d without JSON: %s"
+                               % (" ".join(argv), proc.returncode,
+                                  tail(proc.stderr or proc.stdout, 10)))
+        document["elapsed_s"] = time.monotonic() - started
+        return document
+
+
+def run_scenario(name, scenario, config_path, backends=None, argv=None):
+    """The whole main() of a lab test: parses --build-dir, brings the lab up (with
+    backends servers if given), starts the dataplane with config_path, waits
+    for ARP, runs scenario(lab) -> {figure: text}, checks the dataplane is still
+    up, and takes everything down.  Prints PASS and the figures, or FAIL with
+    the message and the dataplane log's tail; returns the exit status."""
+    args = parse_args(name, argv)
+    started = time.monotonic()
+    try:
+        with Lab(backends) as lab:
+            lab.start_dataplane(args.build_dir, config_path, STATE_DIR / "dataplane.sock")
+            try:
+                lab.wait_ready()
+                figures = scenario(lab)
+                check(lab.dataplane.poll() is None, "tether-dataplane exited during the test")
+            except BaseException:
+                print("--- tether-dataplane log (tail) ---\n%s" % tail(lab.dataplane_log(), 30),
+                      file=sys.stderr)
+                raise
+    except AssertionError as e:
+        print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - started, e), file=sys.stderr)
+        return 1
+    except Exception:                       # noqa: BLE001 - setup trouble, reported whole
+        traceback.print_exc()
+        print("ERROR %s: the lab or the dataplane failed (above)" % name, file=sys.stderr)
+        return 1
+    print("PASS %s (%.1f s)" % (name, time.monotonic() - started))
+    for key, value in figures.items():
+        print("  %-34s %s" % (key + ":", value))
+    return 0
 
 
 def _sigterm_to_exit(signum, frame):
