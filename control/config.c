@@ -825,7 +825,7 @@ parse_binding(struct parser *parser, json_t *value, const char *path)
 
 	if (!check_object(parser, value, path, binding_keys))
 		return;
-	member_integer(parser, value, path, "capacity", false, 16, 1048576,
+	member_integer(parser, value, path, "capacity", false, 16, 65535,
 		       &dataplane->binding_capacity);
 	member_integer(parser, value, path, "inspect_timeout_ms", false, 100, 60000,
 		       &dataplane->inspect_timeout_ms);

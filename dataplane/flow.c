@@ -133,6 +133,7 @@ flow_insert(struct flow_table *table, const struct flow *flow)
 	table->free_top--;
 	table->flows[index] = *flow;
 	table->live++;
+	table->changes++;
 	return (int)index;
 }
 
@@ -153,6 +154,7 @@ flow_insert_forward(struct flow_table *table, const struct flow *flow)
 	table->free_top--;
 	table->flows[index] = *flow;
 	table->live++;
+	table->changes++;
 	return (int)index;
 }
 
@@ -167,6 +169,7 @@ flow_add_reverse(struct flow_table *table, uint32_t index)
 	if (rte_hash_add_key_data(table->hash, &reverse,
 				  (void *)(uintptr_t)(index << 1 | FLOW_REVERSE)) < 0)
 		return -ENOSPC;
+	table->changes++;
 	return 0;
 }
 
@@ -176,6 +179,8 @@ flow_remove(struct flow_table *table, uint32_t index)
 	struct flow *flow = &table->flows[index];
 	struct flow_key key;
 
+	if (flow->state == FLOW_FREE)
+		return;   /* never free an entry twice: the free stack would overflow */
 	flow_key_forward(flow, &key);
 	rte_hash_del_key(table->hash, &key);
 	if (flow->backend_address) {   /* a flow still binding has no reverse key */
@@ -185,6 +190,7 @@ flow_remove(struct flow_table *table, uint32_t index)
 	flow->state = FLOW_FREE;
 	table->free_stack[table->free_top++] = index;
 	table->live--;
+	table->changes++;
 }
 
 void

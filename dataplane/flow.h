@@ -93,6 +93,8 @@ struct flow_table {
 	uint32_t free_top;
 	uint32_t *free_stack;
 	uint32_t expire_cursor;
+	uint32_t changes;          /* bumped by every insert and remove: a bulk lookup's
+				    * results are stale once it moved */
 	uint64_t timeout[FLOW_STATE_COUNT];  /* TSC ticks */
 };
 

@@ -167,6 +167,12 @@ relay_error(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 		return;
 	}
 	struct flow *flow = flow_at(&worker->flows, reference);
+	uint16_t next_hop = (reference & 1) == FLOW_FORWARD ? flow->neighbor :
+			    worker->ports[PORT_PUBLIC].gateway_neighbor;
+	if (next_hop == NEIGHBOR_NONE || worker->neighbors.entries[next_hop].state != NEIGHBOR_REACHABLE) {
+		pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
+		return;
+	}
 	worker->stats.icmp_errors_relayed++;
 	if ((reference & 1) == FLOW_FORWARD) {
 		/* Quoted VIP -> client (our translated reply): tell the backend. */
@@ -176,26 +182,13 @@ relay_error(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 		translate_error(ip, icmp, icmp_length, quoted, quoted_length, protocol,
 				NAT_IP_SOURCE, NAT_L4_SOURCE_PORT, NAT_IP_DESTINATION,
 				flow->backend_address, flow->backend_port);
-		uint16_t neighbor = flow->neighbor;
-		const struct neighbor *next = &worker->neighbors.entries[neighbor];
-		if (neighbor == NEIGHBOR_NONE || next->state != NEIGHBOR_REACHABLE) {
-			pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
-			return;
-		}
-		pipeline_send(worker, next->port, m, &next->mac);
 	} else {
 		/* Quoted client -> backend (our translated request): tell the client. */
 		translate_error(ip, icmp, icmp_length, quoted, quoted_length, protocol,
 				NAT_IP_DESTINATION, NAT_L4_DESTINATION_PORT, NAT_IP_SOURCE,
 				flow->vip, flow->vip_port);
-		uint16_t gateway = worker->ports[PORT_PUBLIC].gateway_neighbor;
-		const struct neighbor *next = &worker->neighbors.entries[gateway];
-		if (gateway == NEIGHBOR_NONE || next->state != NEIGHBOR_REACHABLE) {
-			pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
-			return;
-		}
-		pipeline_send(worker, PORT_PUBLIC, m, &next->mac);
 	}
+	pipeline_send_to_neighbor(worker, m, next_hop);
 }
 
 void

@@ -44,6 +44,8 @@ static const char *const reason_names[PACKET_REASON_COUNT] = {
 	[PACKET_DROP_ICMP_UNHANDLED] = "icmp_unhandled",
 	[PACKET_DROP_ICMP_NO_FLOW] = "icmp_no_flow",
 	[PACKET_DROP_TX_FULL] = "tx_full",
+	[PACKET_DROP_WRONG_SIDE] = "wrong_side",
+	[PACKET_DROP_TCP_UNEXPECTED_SYN] = "tcp_unexpected_syn",
 };
 
 const char *

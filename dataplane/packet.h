@@ -62,6 +62,8 @@ enum packet_reason {
 	PACKET_DROP_ICMP_UNHANDLED,
 	PACKET_DROP_ICMP_NO_FLOW,
 	PACKET_DROP_TX_FULL,
+	PACKET_DROP_WRONG_SIDE,          /* a flow's packet on the other port (spoofing) */
+	PACKET_DROP_TCP_UNEXPECTED_SYN,  /* a SYN inside a live spliced connection */
 	PACKET_REASON_COUNT
 };
 

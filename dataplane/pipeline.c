@@ -38,7 +38,8 @@ pipeline_end_flow(struct worker *worker, uint32_t index)
 	worker->stats.flows_expired++;
 }
 
-static void new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info);
+static void new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
+		     const struct packet_info *info);
 
 bool
 pipeline_evict_closing(struct worker *worker, const struct flow_key *key)
@@ -56,8 +57,8 @@ pipeline_evict_closing(struct worker *worker, const struct flow_key *key)
 
 /* Forward one packet of a known flow, rewritten for the side it goes to. */
 static inline void
-forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
-	     uint32_t reference)
+forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
+	     const struct packet_info *info, uint32_t reference)
 {
 	struct flow *flow = flow_at(&worker->flows, reference);
 	enum flow_direction direction = reference & 1;
@@ -65,16 +66,28 @@ forward_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info
 	struct service_stats *service = &worker->stats.services[flow->service];
 	struct backend_stats *backend = &worker->stats.backends[flow->backend];
 
+	/* Clients come in on the public port, backends on the private one: a
+	 * flow's packet on the other side is spoofed (one-arm has one side). */
+	if (unlikely(port != (direction == FLOW_FORWARD ? PORT_PUBLIC : PORT_PRIVATE) &&
+		     worker->ports[PORT_PUBLIC].port_id != worker->ports[PORT_PRIVATE].port_id)) {
+		pipeline_drop(worker, m, PACKET_DROP_WRONG_SIDE);
+		return;
+	}
 	if (unlikely(flow->state >= FLOW_TCP_BINDING)) {
 		synproxy_binding_packet(worker, m, info, reference);
 		return;
 	}
 	if (unlikely(flow->splice) && direction == FLOW_FORWARD &&
 	    (info->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG) {
-		/* the client reuses the port of a spliced connection: a new one,
-		 * with new sequence numbers; bind it afresh */
+		if (flow->state != FLOW_TCP_FIN && flow->state != FLOW_TCP_CLOSE) {
+			/* a live connection does not take a SYN: forged, or stale */
+			pipeline_drop(worker, m, PACKET_DROP_TCP_UNEXPECTED_SYN);
+			return;
+		}
+		/* the client reuses the port of a closing spliced connection: a new
+		 * one, with new sequence numbers; bind it afresh */
 		pipeline_end_flow(worker, reference >> 1);
-		new_flow(worker, m, info);
+		new_flow(worker, port, m, info);
 		return;
 	}
 	flow->last_seen = worker->now;
@@ -154,7 +167,6 @@ pipeline_count_new_flow(struct worker *worker, const struct flow *flow)
 {
 	if (flow->persist_entry != FLOW_NO_PERSIST)
 		worker->persist.entries[flow->persist_entry].flows++;
-	worker->stats.flows_created++;
 	worker->stats.services[flow->service].new_flows++;
 	worker->stats.backends[flow->backend].new_flows++;
 }
@@ -168,9 +180,15 @@ opens_tcp_flow(uint8_t tcp_flags)
 
 /* A packet that matched no flow: admit it to a service or drop it, counted. */
 static void
-new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info)
+new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m, const struct packet_info *info)
 {
 	const struct services *services = worker->services;
+
+	if (unlikely(port != PORT_PUBLIC &&
+		     worker->ports[PORT_PUBLIC].port_id != worker->ports[PORT_PRIVATE].port_id)) {
+		pipeline_drop(worker, m, PACKET_DROP_WRONG_SIDE);   /* clients are on the public side */
+		return;
+	}
 	int service_index = services_find(services, info->destination, info->destination_port,
 					  info->protocol);
 	if (service_index < 0) {
@@ -228,7 +246,7 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 		flow_key_forward(&flow, &key);
 		uint32_t reference = flow_lookup(&worker->flows, &key);
 		if (reference != UINT32_MAX) {
-			forward_flow(worker, m, info, reference);
+			forward_flow(worker, port, m, info, reference);
 			return;
 		}
 		/* A closing flow from this client port to the same backend (through
@@ -242,8 +260,9 @@ new_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_info *in
 							    PACKET_DROP_FLOW_CONFLICT);
 		return;
 	}
+	worker->stats.flows_created++;
 	pipeline_count_new_flow(worker, &flow);
-	forward_flow(worker, m, info, (uint32_t)index << 1 | FLOW_FORWARD);
+	forward_flow(worker, port, m, info, (uint32_t)index << 1 | FLOW_FORWARD);
 }
 
 void
@@ -294,14 +313,21 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 
 	/* Stage 2: one bulk lookup (rte_hash prefetches its buckets). */
 	flow_lookup_bulk(&worker->flows, key_pointers, lookups, references);
+	uint32_t changes = worker->flows.changes;
 
-	/* Stage 3: NAT known flows, admit or drop new ones. */
+	/* Stage 3: NAT known flows, admit or drop new ones.  An earlier packet of
+	 * this burst may have created or ended a flow (a handshake ACK and its
+	 * hello, two RSTs): then the bulk results are stale and each later
+	 * packet is looked up again. */
 	for (unsigned j = 0; j < lookups; j++) {
 		unsigned i = lookup_packet[j];
-		if (likely(references[j] != UINT32_MAX))
-			forward_flow(worker, packets[i], &info[i], references[j]);
+		uint32_t reference = references[j];
+		if (unlikely(worker->flows.changes != changes))
+			reference = flow_lookup(&worker->flows, key_pointers[j]);
+		if (likely(reference != UINT32_MAX))
+			forward_flow(worker, port, packets[i], &info[i], reference);
 		else
-			new_flow(worker, packets[i], &info[i]);
+			new_flow(worker, port, packets[i], &info[i]);
 	}
 }
 

@@ -118,12 +118,12 @@ pipeline_drop(struct worker *worker, struct rte_mbuf *m, enum packet_reason reas
 static inline void
 pipeline_send_to_neighbor(struct worker *worker, struct rte_mbuf *m, uint16_t index)
 {
-	const struct neighbor *neighbor = &worker->neighbors.entries[index];
-
-	if (unlikely(index == NEIGHBOR_NONE || neighbor->state != NEIGHBOR_REACHABLE)) {
+	if (unlikely(index == NEIGHBOR_NONE ||
+		     worker->neighbors.entries[index].state != NEIGHBOR_REACHABLE)) {
 		pipeline_drop(worker, m, PACKET_DROP_NEIGHBOR_UNRESOLVED);
 		return;
 	}
+	const struct neighbor *neighbor = &worker->neighbors.entries[index];
 	pipeline_send(worker, neighbor->port, m, &neighbor->mac);
 }
 

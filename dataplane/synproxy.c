@@ -29,6 +29,7 @@
 
 #include "nat.h"
 #include "pipeline.h"
+#include "worker.h"
 
 #define SYN_RTO_MS          500    /* backend SYN retransmission interval */
 #define SYN_RETRIES         3      /* then the client gets a RST */
@@ -166,9 +167,19 @@ build_segment(struct worker *worker, const struct segment *segment)
 	return m;
 }
 
+/* A replay fans out to many segments: never let a full queue drop them. */
+static void
+make_room(struct worker *worker)
+{
+	if (worker->tx[PORT_PUBLIC].count >= PIPELINE_TX_MAX - 1 ||
+	    worker->tx[PORT_PRIVATE].count >= PIPELINE_TX_MAX - 1)
+		worker_flush(worker);
+}
+
 static void
 send_to_client(struct worker *worker, const struct segment *segment)
 {
+	make_room(worker);
 	struct rte_mbuf *m = build_segment(worker, segment);
 	if (m)
 		pipeline_send_to_neighbor(worker, m, worker->ports[PORT_PUBLIC].gateway_neighbor);
@@ -177,6 +188,7 @@ send_to_client(struct worker *worker, const struct segment *segment)
 static void
 send_to_backend(struct worker *worker, const struct flow *flow, const struct segment *segment)
 {
+	make_room(worker);
 	struct rte_mbuf *m = build_segment(worker, segment);
 	if (m)
 		pipeline_send_to_neighbor(worker, m, flow->neighbor);
@@ -214,8 +226,9 @@ synproxy_create(struct worker *worker, const struct config *config)
 	worker->synproxy = proxy;
 	proxy->bindings = rte_zmalloc("bindings", sizeof(struct binding) * capacity, RTE_CACHE_LINE_SIZE);
 	proxy->free_stack = rte_malloc("binding_free", sizeof(uint16_t) * capacity, 0);
+	proxy->active = rte_malloc("binding_active", sizeof(uint16_t) * capacity, 0);
 	snprintf(name, sizeof(name), "sessions%u", worker->id);
-	if (!proxy->bindings || !proxy->free_stack || capacity > FLOW_NO_BINDING ||
+	if (!proxy->bindings || !proxy->free_stack || !proxy->active || capacity > FLOW_NO_BINDING ||
 	    persist_create(&proxy->sessions, name, config->dataplane.session_capacity,
 			   sizeof(struct session_key), (int)rte_socket_id()) < 0 ||
 	    syncookie_secret_init(&proxy->secret) < 0) {
@@ -241,6 +254,7 @@ synproxy_destroy(struct worker *worker)
 	persist_destroy(&proxy->sessions);
 	rte_free(proxy->bindings);
 	rte_free(proxy->free_stack);
+	rte_free(proxy->active);
 	rte_free(proxy);
 	worker->synproxy = NULL;
 }
@@ -251,6 +265,10 @@ binding_release(struct worker *worker, struct flow *flow)
 	struct synproxy *proxy = worker->synproxy;
 	struct binding *binding = binding_of(worker, flow);
 
+	/* out of the active list: the last one takes its place */
+	uint16_t moved = proxy->active[--proxy->active_count];
+	proxy->active[binding->active_slot] = moved;
+	proxy->bindings[moved].active_slot = binding->active_slot;
 	binding->state = BINDING_FREE;
 	proxy->free_stack[proxy->free_top++] = flow->binding;
 	flow->binding = FLOW_NO_BINDING;
@@ -397,6 +415,8 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 	proxy->free_top--;
 	struct binding *binding = &proxy->bindings[flow.binding];
 	memset(binding, 0, offsetof(struct binding, scan));
+	binding->active_slot = (uint16_t)proxy->active_count;
+	proxy->active[proxy->active_count++] = flow.binding;
 	binding->flow = (uint32_t)index;
 	binding->state = BINDING_INSPECTING;
 	binding->client = *client;
@@ -404,6 +424,7 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 	binding->our_isn = cookie;
 	binding->inspect_deadline = worker->now + proxy->inspect_timeout;
 	proxy->stats.bindings_started++;
+	worker->stats.flows_created++;
 	client_data(worker, m, info, &worker->flows.flows[index], binding);
 }
 
@@ -424,7 +445,7 @@ synproxy_no_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_
 		return;
 	}
 	const uint8_t *tcp = tcp_header(m, info);
-	struct tcp_syn_options client;
+	struct tcp_syn_options client = { 0 };
 	struct syncookie_tuple tuple = { info->source, info->destination,
 					 info->source_port, info->destination_port };
 	uint32_t client_isn = load_be32(tcp + TCP_SEQ_OFFSET) - 1;
@@ -510,15 +531,7 @@ client_data(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 	rte_pktmbuf_free(m);
 	if (length)
 		ack_client(worker, flow, binding);
-	if (binding->state != BINDING_INSPECTING)
-		return;
-	if (flags & RTE_TCP_FIN_FLAG) {
-		/* the client is done sending: decide with what there is; the FIN
-		 * itself is not acknowledged, so the client resends it after splice */
-		decide(worker, flow, binding, TLS_NEED_MORE);
-		return;
-	}
-	if (!grew)
+	if (binding->state != BINDING_INSPECTING || (!grew && !(flags & RTE_TCP_FIN_FLAG)))
 		return;
 	const uint8_t *hello;
 	size_t hello_length;
@@ -527,7 +540,9 @@ client_data(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 							     BINDING_HELLO_CAP, &hello, &hello_length);
 	if (reason == TLS_NEED_MORE && binding->length == BINDING_CLIENT_BUFFER)
 		reason = TLS_TOO_LARGE;
-	if (reason != TLS_NEED_MORE)
+	/* A FIN means no more bytes: decide with what there is.  The FIN itself
+	 * is not acknowledged, so the client resends it after the splice. */
+	if (reason != TLS_NEED_MORE || (flags & RTE_TCP_FIN_FLAG))
 		decide(worker, flow, binding, reason);
 }
 
@@ -671,11 +686,15 @@ persisted_backend(struct worker *worker, struct flow *flow, struct binding *bind
 			return backend;
 		down |= result == LOOKUP_DOWN;
 	}
+	/* A TLS 1.3 client always sends a random legacy session ID: only a
+	 * ticket or PSK says it offered a session. */
+	bool offered_session = hello->ticket_length ||
+			       (hello->session_id_length && hello->highest_version < TLS_VERSION_1_3);
 	if (down)
 		stats->fallback_backend_down++;
 	else if (hello->psk_identity_length)
 		stats->fallback_tls13_unknown_ticket++;
-	else if (hello->ticket_length || hello->session_id_length)
+	else if (offered_session)
 		stats->fallback_unknown_session++;
 	else
 		stats->fallback_new_session++;
@@ -758,7 +777,9 @@ send_backend_syn(struct worker *worker, const struct flow *flow, const struct bi
 {
 	const struct tcp_syn_options *client = &binding->client;
 	struct tcp_syn_options options = {
-		.mss = client->mss, .wscale = client->wscale,
+		/* backends sit on 1500-byte links, and replay segments must fit an mbuf */
+		.mss = client->mss < SYNPROXY_MSS ? client->mss : SYNPROXY_MSS,
+		.wscale = client->wscale,
 		.sack_permitted = client->sack_permitted, .timestamps = client->timestamps,
 		.tsval = binding->client_tsval,
 	};
@@ -789,6 +810,8 @@ send_replay(struct worker *worker, const struct flow *flow, const struct binding
 {
 	unsigned options = binding->backend_timestamps ? TIMESTAMP_OPTION_LENGTH : 0;
 	unsigned mss = binding->backend_mss < binding->client.mss ? binding->backend_mss : binding->client.mss;
+	if (mss > SYNPROXY_MSS)
+		mss = SYNPROXY_MSS;
 	unsigned chunk = mss > options ? mss - options : 536;
 	unsigned offset = 0;
 	uint32_t window = binding->client_window;
@@ -1096,11 +1119,12 @@ synproxy_tick(struct worker *worker)
 {
 	struct synproxy *proxy = worker->synproxy;
 
-	if (!proxy || proxy->free_top == proxy->capacity)
+	if (!proxy)
 		return;
-	for (uint32_t i = 0; i < proxy->capacity; i++)
-		if (proxy->bindings[i].state != BINDING_FREE)
-			tick_binding(worker, &proxy->bindings[i]);
+	/* backwards: a binding released here is replaced by the last one, which
+	 * has been visited already */
+	for (uint32_t i = proxy->active_count; i-- > 0;)
+		tick_binding(worker, &proxy->bindings[proxy->active[i]]);
 }
 
 unsigned

@@ -50,6 +50,7 @@ enum binding_state {
 
 struct binding {
 	uint32_t flow;
+	uint16_t active_slot;            /* position in synproxy.active */
 	uint8_t state;
 	uint8_t retries;
 	bool replay_acked;
@@ -91,7 +92,8 @@ struct synproxy {
 	struct persist_table sessions;   /* struct session_key -> backend */
 	struct binding *bindings;
 	uint16_t *free_stack;
-	uint32_t capacity, free_top;
+	uint16_t *active;                /* indexes of bindings in use: the timers walk only these */
+	uint32_t capacity, free_top, active_count;
 	uint64_t inspect_timeout;        /* TSC */
 	uint64_t rst_tokens, rst_last;   /* RST rate limit: a token bucket */
 	uint8_t hello_scratch[BINDING_HELLO_CAP];

@@ -75,6 +75,12 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 				 dataplane->binding_capacity, dataplane->session_capacity);
 			return rc;
 		}
+		/* a binding flow ends by its own timers (inspect, SYN retries of
+		 * about 7.5 s); the flow timeout only reclaims what they missed */
+		uint64_t binding_timeout = ((uint64_t)dataplane->inspect_timeout_ms + 15000) *
+					   worker->tsc_per_ms;
+		worker->flows.timeout[FLOW_TCP_BINDING] = binding_timeout;
+		worker->flows.timeout[FLOW_TCP_CONNECTING] = binding_timeout;
 		break;
 	}
 	if ((rc = stats_init(&worker->stats, SERVICE_IDS, BACKEND_IDS)) < 0) {

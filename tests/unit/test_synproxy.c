@@ -377,6 +377,115 @@ test_tls13_learns_key_names_never_session_ids(void **state)
 	assert_int_equal(stats->hit_key_name, hits + 3);
 }
 
+static void
+run_burst(unsigned port, struct rte_mbuf **burst, uint16_t count, struct output *out)
+{
+	pipeline_process_burst(&worker, port, burst, count);
+	out->count = 0;
+	for (unsigned p = 0; p < 2; p++) {
+		for (unsigned i = 0; i < worker.tx[p].count; i++) {
+			assert_true(out->count < 8);
+			out->frames[out->count] = worker.tx[p].packets[i];
+			out->ports[out->count++] = p;
+		}
+		worker.tx[p].count = 0;
+	}
+}
+
+static uint32_t
+cookie_for(const char *client, uint16_t port, uint32_t isn)
+{
+	struct output out;
+	run(PORT_PUBLIC, segment(client, "192.0.2.20", port, 443, isn, 0, RTE_TCP_SYN_FLAG,
+				 syn_options, sizeof(syn_options), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	uint32_t cookie = seq_of(out.frames[0]);
+	release(&out);
+	return cookie;
+}
+
+/* The handshake's ACK and a hello in two segments, all in one burst (a
+ * 1.5-2 KB post-quantum hello): bound as usual, no RST. */
+static void
+test_ack_and_split_hello_in_one_burst(void **state)
+{
+	static struct stream hello;
+	struct output out;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &hello);
+	size_t length = first_record_length(&hello), half = length / 2;
+	const uint32_t isn = 0x22220000;
+	uint32_t cookie = cookie_for("203.0.113.77", 47000, isn);
+	uint8_t ts[] = { 1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0 };
+	uint64_t invalid = worker.synproxy->stats.cookies_invalid, rst = worker.synproxy->stats.rst_sent;
+	struct rte_mbuf *burst[3] = {
+		segment("203.0.113.77", "192.0.2.20", 47000, 443, isn + 1, cookie + 1, RTE_TCP_ACK_FLAG,
+			ts, sizeof(ts), NULL, 0),
+		segment("203.0.113.77", "192.0.2.20", 47000, 443, isn + 1, cookie + 1, RTE_TCP_ACK_FLAG,
+			ts, sizeof(ts), hello.bytes, (unsigned)half),
+		segment("203.0.113.77", "192.0.2.20", 47000, 443, isn + 1 + (uint32_t)half, cookie + 1,
+			RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, ts, sizeof(ts), hello.bytes + half,
+			(unsigned)(length - half)),
+	};
+	run_burst(PORT_PUBLIC, burst, 3, &out);
+	assert_int_equal(worker.synproxy->stats.cookies_invalid, invalid);
+	assert_int_equal(worker.synproxy->stats.rst_sent, rst);
+	bool syn_to_backend = false;
+	for (unsigned i = 0; i < out.count; i++)
+		syn_to_backend |= out.ports[i] == PORT_PRIVATE && tcp_of(out.frames[i])[13] == RTE_TCP_SYN_FLAG;
+	assert_true(syn_to_backend);
+	release(&out);
+}
+
+/* Two RSTs in one burst end the binding once: the table stays consistent. */
+static void
+test_two_rsts_in_one_burst(void **state)
+{
+	struct output out;
+	(void)state;
+	uint32_t live = worker.flows.live, free_top = worker.flows.free_top;
+	const uint32_t isn = 0x33330000;
+	uint32_t cookie = cookie_for("203.0.113.78", 48000, isn);
+	run(PORT_PUBLIC, segment("203.0.113.78", "192.0.2.20", 48000, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG, NULL, 0, NULL, 0), &out);
+	release(&out);
+	assert_int_equal(worker.flows.live, live + 1);
+	struct rte_mbuf *burst[2] = {
+		segment("203.0.113.78", "192.0.2.20", 48000, 443, isn + 1, 0, RTE_TCP_RST_FLAG, NULL, 0, NULL, 0),
+		segment("203.0.113.78", "192.0.2.20", 48000, 443, isn + 1, 0, RTE_TCP_RST_FLAG, NULL, 0, NULL, 0),
+	};
+	run_burst(PORT_PUBLIC, burst, 2, &out);
+	release(&out);
+	assert_int_equal(worker.flows.live, live);
+	assert_int_equal(worker.flows.free_top, free_top);
+	worker.now += 60 * worker.hz;   /* a sweep long after: nothing freed twice */
+	while (pipeline_expire(&worker, 4096) > 0)
+		;
+	assert_true(worker.flows.free_top <= worker.flows.capacity);
+	assert_int_equal(worker.flows.free_top + worker.flows.live, worker.flows.capacity);
+	worker.now -= 60 * worker.hz;
+}
+
+/* A SYN inside a live spliced connection (forged or stale) is dropped; the
+ * connection goes on. */
+static void
+test_syn_cannot_kill_a_spliced_connection(void **state)
+{
+	static struct stream client, server;
+	struct output out;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &client);
+	load_stream("tls12-session-id-full.server", &server);
+	connect_through("203.0.113.79", 49000, &client, first_record_length(&client), &server);
+	uint32_t live = worker.flows.live;
+	uint64_t dropped = worker.stats.drops[PACKET_DROP_TCP_UNEXPECTED_SYN];
+	run(PORT_PUBLIC, segment("203.0.113.79", "192.0.2.20", 49000, 443, 0x5555, 0, RTE_TCP_SYN_FLAG,
+				 syn_options, sizeof(syn_options), NULL, 0), &out);
+	assert_int_equal(out.count, 0);
+	assert_int_equal(worker.flows.live, live);
+	assert_int_equal(worker.stats.drops[PACKET_DROP_TCP_UNEXPECTED_SYN], dropped + 1);
+}
+
 /* A forged ACK (no cookie) gets a RST and creates nothing. */
 static void
 test_forged_ack_is_refused(void **state)
@@ -404,6 +513,9 @@ main(void)
 		cmocka_unit_test(test_tls13_learns_key_names_never_session_ids),
 		cmocka_unit_test(test_ticket_resumption_sticks_across_addresses),
 		cmocka_unit_test(test_forged_ack_is_refused),
+		cmocka_unit_test(test_ack_and_split_hello_in_one_burst),
+		cmocka_unit_test(test_two_rsts_in_one_burst),
+		cmocka_unit_test(test_syn_cannot_kill_a_spliced_connection),
 	};
 	if (test_eal_start("test_synproxy") < 0)
 		return 1;
