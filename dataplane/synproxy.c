@@ -904,8 +904,8 @@ synproxy_binding_packet(struct worker *worker, struct rte_mbuf *m, const struct 
 	if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG) &&
 	    load_be32(tcp + TCP_ACK_OFFSET) == binding->client_isn + 1)
 		backend_accepted(worker, flow, binding, tcp);
-	else if (flags & RTE_TCP_RST_FLAG)
-		binding->deadline = worker->now;   /* refused: retry (or give up) on the next tick */
+	/* a RST (refused) waits for the scheduled retry like silence does: a
+	 * backend restarting gets its few seconds */
 	rte_pktmbuf_free(m);
 }
 
