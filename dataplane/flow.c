@@ -200,15 +200,11 @@ flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_fla
 		flow->state = FLOW_TCP_CLOSE;
 		return;
 	}
+	/* (a client SYN on a closing flow is a new connection: the pipeline ends
+	 * the flow and creates another, so it never reaches here) */
 	if (direction == FLOW_FORWARD && (tcp_flags & RTE_TCP_SYN_FLAG) &&
-	    !(tcp_flags & RTE_TCP_ACK_FLAG)) {
-		/* A new SYN on a closing flow reuses the port: start over, same backend. */
-		if (flow->state == FLOW_TCP_CLOSE || flow->state == FLOW_TCP_FIN) {
-			flow->state = FLOW_TCP_SYN;
-			flow->flags = 0;
-		}
+	    !(tcp_flags & RTE_TCP_ACK_FLAG))
 		return;
-	}
 	if (direction == FLOW_REVERSE && (tcp_flags & RTE_TCP_SYN_FLAG))
 		flow->flags |= FLOW_BACKEND_SYNACK;
 	if (tcp_flags & RTE_TCP_FIN_FLAG) {

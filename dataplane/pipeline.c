@@ -77,18 +77,21 @@ forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
 		synproxy_binding_packet(worker, m, info, reference);
 		return;
 	}
-	if (unlikely(flow->splice) && direction == FLOW_FORWARD &&
-	    (info->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG) {
-		if (flow->state != FLOW_TCP_FIN && flow->state != FLOW_TCP_CLOSE) {
-			/* a live connection does not take a SYN: forged, or stale */
+	if (unlikely(direction == FLOW_FORWARD && info->protocol == IPPROTO_TCP &&
+		     (info->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG)) {
+		if (flow->state == FLOW_TCP_FIN || flow->state == FLOW_TCP_CLOSE) {
+			/* the client reuses the port of a closing connection: a new
+			 * connection, a new flow, scheduled afresh (and, spliced, with
+			 * new sequence numbers) */
+			pipeline_end_flow(worker, reference >> 1);
+			new_flow(worker, port, m, info);
+			return;
+		}
+		if (flow->splice) {
+			/* a live spliced connection does not take a SYN: forged, or stale */
 			pipeline_drop(worker, m, PACKET_DROP_TCP_UNEXPECTED_SYN);
 			return;
 		}
-		/* the client reuses the port of a closing spliced connection: a new
-		 * one, with new sequence numbers; bind it afresh */
-		pipeline_end_flow(worker, reference >> 1);
-		new_flow(worker, port, m, info);
-		return;
 	}
 	flow->last_seen = worker->now;
 	if (info->protocol == IPPROTO_TCP)

@@ -270,6 +270,30 @@ test_source_ip_persistence(void **state)
 	assert_true(worker.stats.services[0].persist_hits >= 90 * 3);
 }
 
+/* A client reusing the port of a closed connection opens a new flow (counted). */
+static void
+test_port_reuse_after_close_is_a_new_flow(void **state)
+{
+	struct test_frame frame;
+	unsigned port;
+	(void)state;
+	builder_ipv4(&frame, &(struct test_tuple){ "203.0.113.40", "192.0.2.23", 45000, 443, IPPROTO_TCP, 0x02, 0 });
+	struct rte_mbuf *out = run_one(PORT_PUBLIC, &frame, &port);
+	assert_non_null(out);
+	rte_pktmbuf_free(out);
+	builder_ipv4(&frame, &(struct test_tuple){ "203.0.113.40", "192.0.2.23", 45000, 443, IPPROTO_TCP, 0x04, 0 });
+	out = run_one(PORT_PUBLIC, &frame, &port);   /* RST: closing */
+	assert_non_null(out);
+	rte_pktmbuf_free(out);
+	uint64_t created = worker.stats.flows_created, expired = worker.stats.flows_expired;
+	builder_ipv4(&frame, &(struct test_tuple){ "203.0.113.40", "192.0.2.23", 45000, 443, IPPROTO_TCP, 0x02, 0 });
+	out = run_one(PORT_PUBLIC, &frame, &port);
+	assert_non_null(out);
+	rte_pktmbuf_free(out);
+	assert_int_equal(worker.stats.flows_created, created + 1);
+	assert_int_equal(worker.stats.flows_expired, expired + 1);
+}
+
 /* ICMP echo to a VIP is answered from the VIP, out of the port it came in. */
 static void
 test_ping_vip(void **state)
@@ -425,6 +449,7 @@ main(void)
 		cmocka_unit_test(test_port_translation),
 		cmocka_unit_test(test_inbound_rules_drop_and_count),
 		cmocka_unit_test(test_source_ip_persistence),
+		cmocka_unit_test(test_port_reuse_after_close_is_a_new_flow),
 		cmocka_unit_test(test_ping_vip),
 		cmocka_unit_test(test_frag_needed_is_relayed_to_backend),
 		cmocka_unit_test(test_arp_for_vip_is_answered),
