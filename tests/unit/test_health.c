@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1261,22 +1262,30 @@ test_destroy_closes_every_fd(void **state)
 	unsigned fds_before;
 
 	(void)state;
+	fds_before = open_fd_count();
 	server_start(&server, SERVE_TLS, ip(127, 0, 0, 1), 0, pki.good, 0);
 	atomic_store(&server.stall, true);
 	fixture_single(&fixture, CONFIG_HEALTH_TLS, &server);
-	fds_before = open_fd_count();
 	engine = engine_new(&fixture.config, &recorder);
 	run_for(engine, ms(20));
-	assert_true(open_fd_count() >= fds_before + 3); /* epoll, timer, a check */
+	/* the server's 3 + epoll, timer, the check's socket + the server's end */
+	assert_true(open_fd_count() >= fds_before + 3 + 3 + 1);
 	health_engine_destroy(engine);
+	server_stop(&server);                   /* closes the server's end too */
 	assert_int_equal(open_fd_count(), fds_before);
-	server_stop(&server);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Scale                                                                     */
 
 #define SCALE_BACKENDS 300
+
+/* User + system seconds between two getrusage() samples. */
+#define CPU_SECONDS(after, before) \
+	((double)((after).ru_utime.tv_sec - (before).ru_utime.tv_sec + \
+		  (after).ru_stime.tv_sec - (before).ru_stime.tv_sec) + \
+	 (double)((after).ru_utime.tv_usec - (before).ru_utime.tv_usec + \
+		  (after).ru_stime.tv_usec - (before).ru_stime.tv_usec) / 1e6)
 
 struct scale_server {
 	int fds[SCALE_BACKENDS];
@@ -1334,6 +1343,7 @@ test_scale_300_backends_at_200_ms(void **state)
 	epoll_ctl(server.epoll_fd, EPOLL_CTL_ADD, server.wake[0], &event);
 	for (i = 0; i < SCALE_BACKENDS; i++) {
 		server.fds[i] = listen_on(scale_address(i), 0, 64, &server.ports[i]);
+		assert_int_equal(fcntl(server.fds[i], F_SETFL, O_NONBLOCK), 0);
 		event.data.fd = server.fds[i];
 		epoll_ctl(server.epoll_fd, EPOLL_CTL_ADD, server.fds[i], &event);
 		snprintf(backends[i].name, sizeof backends[i].name, "be%u", i);
@@ -1368,11 +1378,6 @@ test_scale_300_backends_at_200_ms(void **state)
 		if (backend->checks < min_checks)
 			min_checks = backend->checks;
 	}
-#define CPU_SECONDS(after, before) \
-	((double)((after).ru_utime.tv_sec - (before).ru_utime.tv_sec + \
-		  (after).ru_stime.tv_sec - (before).ru_stime.tv_sec) + \
-	 (double)((after).ru_utime.tv_usec - (before).ru_utime.tv_usec + \
-		  (after).ru_stime.tv_usec - (before).ru_stime.tv_usec) / 1e6)
 	thread_cpu = CPU_SECONDS(thread_after, thread_before);
 	process_cpu = CPU_SECONDS(process_after, process_before);
 	print_message("    %u backends, %u ms interval, %u ms: %u up, %llu checks (min %llu per "
@@ -1392,6 +1397,73 @@ test_scale_300_backends_at_200_ms(void **state)
 	close(server.epoll_fd);
 	close(server.wake[0]);
 	close(server.wake[1]);
+	free(backends);
+}
+
+/* 20 TLS servers checked at 100 ms for 2 s (TLS 1.3 handshake, chain and
+ * name verification, ticket harvest): the engine thread's CPU time per check,
+ * printed with what it means for 300 backends at 1 s. */
+static void
+test_scale_tls_cpu_per_check(void **state)
+{
+	enum { COUNT = 20 };
+	static struct server servers[COUNT];
+	struct config_backend *backends = calloc(COUNT, sizeof *backends);
+	struct config_pool pool;
+	struct config config;
+	struct recorder recorder;
+	struct health_engine *engine;
+	struct rusage before, after;
+	uint64_t checks = 0, harvested = 0;
+	double cpu;
+	unsigned i;
+
+	(void)state;
+	assert_non_null(backends);
+	for (i = 0; i < COUNT; i++) {
+		server_start(&servers[i], SERVE_TLS, ip(127, 0, 2, i + 1), 0, pki.good, 0);
+		snprintf(backends[i].name, sizeof backends[i].name, "cp%u", i);
+		snprintf(backends[i].fqdn, sizeof backends[i].fqdn, FQDN);
+		backends[i].address = servers[i].address;
+		backends[i].port = servers[i].port;
+	}
+	memset(&pool, 0, sizeof pool);
+	snprintf(pool.name, sizeof pool.name, "cp");
+	pool.backend_count = COUNT;
+	pool.backends = backends;
+	pool.health = (struct config_health){ .type = CONFIG_HEALTH_TLS, .interval_ms = ms(100),
+		.timeout_ms = ms(50), .rise = 1, .fall = 2, .path = "/", .expect_status = 200 };
+	snprintf(pool.health.ca, sizeof pool.health.ca, "%s", pki.ca_file);
+	memset(&config, 0, sizeof config);
+	config.pool_count = 1;
+	config.pools = &pool;
+
+	engine = engine_new(&config, &recorder);
+	run_for(engine, ms(300));                       /* warm-up: first handshakes */
+	for (i = 0; i < COUNT; i++)
+		checks -= health_engine_backend(engine, 0, i)->checks;
+	getrusage(RUSAGE_THREAD, &before);
+	run_for(engine, ms(2000));
+	getrusage(RUSAGE_THREAD, &after);
+	for (i = 0; i < COUNT; i++) {
+		const struct health_backend_state *backend = health_engine_backend(engine, 0, i);
+
+		assert_int_equal(backend->state, HEALTH_UP);
+		checks += backend->checks;
+		harvested += backend->ticket_key_name_valid;
+	}
+	cpu = CPU_SECONDS(after, before);
+	print_message("    %u TLS backends at %u ms: %llu checks in %u ms, engine thread CPU "
+		      "%.3f s = %.0f us per check (300 backends at 1 s: ~%.0f%% of a core); "
+		      "key names harvested: %llu/%u\n",
+		      COUNT, ms(100), (unsigned long long)checks, ms(2000), cpu,
+		      checks != 0 ? cpu * 1e6 / (double)checks : 0.0,
+		      checks != 0 ? 300.0 * cpu / (double)checks * 100.0 : 0.0,
+		      (unsigned long long)harvested, COUNT);
+	assert_int_equal(harvested, COUNT);
+	health_engine_destroy(engine);
+	for (i = 0; i < COUNT; i++)
+		server_stop(&servers[i]);
 	free(backends);
 }
 
@@ -1423,6 +1495,7 @@ main(void)
 		cmocka_unit_test(test_checks_use_the_configured_source_address),
 		cmocka_unit_test(test_destroy_closes_every_fd),
 		cmocka_unit_test(test_scale_300_backends_at_200_ms),
+		cmocka_unit_test(test_scale_tls_cpu_per_check),
 	};
 
 	if (scale != NULL && atoi(scale) > 0)
