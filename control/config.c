@@ -1692,3 +1692,14 @@ config_persistence_mode_name(enum config_persistence_mode mode)
 		return "unknown";
 	return persistence_names[mode];
 }
+
+void
+config_print_errors(FILE *out, const char *file, const struct config_errors *errors)
+{
+	unsigned shown = errors->count < CONFIG_ERRORS_MAX ? errors->count : CONFIG_ERRORS_MAX;
+
+	for (unsigned i = 0; i < shown; i++)
+		fprintf(out, "%s: %s: %s\n", file, errors->errors[i].path, errors->errors[i].message);
+	if (errors->count > shown)
+		fprintf(out, "%s: ... and %u more errors\n", file, errors->count - shown);
+}

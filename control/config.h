@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define CONFIG_NAME_MAX      64     /* names of services, pools, backends; incl. NUL */
@@ -164,6 +165,10 @@ int config_parse(const char *text, size_t length, struct config *out,
 
 /* Read `file` and config_parse() it; an unreadable file is one error at path "$". */
 int config_load_file(const char *file, struct config *out, struct config_errors *errors);
+
+/* Print every error as "FILE: $.path: message", one per line (and a count of
+ * those past CONFIG_ERRORS_MAX) to `out`.  For the daemons' --check. */
+void config_print_errors(FILE *out, const char *file, const struct config_errors *errors);
 
 /* Release what config_parse() allocated; safe on a zeroed or already freed config. */
 void config_free(struct config *config);

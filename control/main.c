@@ -1285,17 +1285,6 @@ usage(FILE *out)
 		"  tether-control --config config/lab.json --dataplane-socket /run/tether/dataplane.sock\n");
 }
 
-static void
-print_config_errors(const char *file, const struct config_errors *errors)
-{
-	unsigned shown = errors->count < CONFIG_ERRORS_MAX ? errors->count : CONFIG_ERRORS_MAX;
-
-	for (unsigned i = 0; i < shown; i++)
-		fprintf(stderr, "%s: %s: %s\n", file, errors->errors[i].path, errors->errors[i].message);
-	if (errors->count > shown)
-		fprintf(stderr, "%s: ... and %u more errors\n", file, errors->count - shown);
-}
-
 /* --check: like haproxy -c.  Returns the exit code. */
 static int
 check_file(const char *file)
@@ -1305,7 +1294,7 @@ check_file(const char *file)
 	unsigned backends = 0;
 
 	if (config_load_file(file, &config, &errors) < 0) {
-		print_config_errors(file, &errors);
+		config_print_errors(stderr, file, &errors);
 		fprintf(stderr, "%s: %u error%s\n", file, errors.count, errors.count == 1 ? "" : "s");
 		return 1;
 	}
@@ -1434,7 +1423,7 @@ start(struct tether_control *ctl, const char *dataplane_socket)
 	};
 
 	if (config_load_file(ctl->config_file, &ctl->config, &errors) < 0) {
-		print_config_errors(ctl->config_file, &errors);
+		config_print_errors(stderr, ctl->config_file, &errors);
 		log_error("%s has %u errors; not starting", ctl->config_file, errors.count);
 		return -1;
 	}

@@ -68,17 +68,6 @@ usage(FILE *out)
 		"  echo '{\"command\":\"stats\"}' | socat - UNIX-CONNECT:" DEFAULT_SOCKET "\n");
 }
 
-static void
-print_config_errors(const char *file, const struct config_errors *errors)
-{
-	unsigned shown = errors->count < CONFIG_ERRORS_MAX ? errors->count : CONFIG_ERRORS_MAX;
-
-	for (unsigned i = 0; i < shown; i++)
-		fprintf(stderr, "%s: %s: %s\n", file, errors->errors[i].path, errors->errors[i].message);
-	if (errors->count > shown)
-		fprintf(stderr, "%s: ... and %u more errors\n", file, errors->count - shown);
-}
-
 /* Fill a logical port from its config and the started DPDK port. */
 static int
 open_port(struct dataplane_port *port, const struct config_port *conf, struct rte_mempool *mempool)
@@ -158,7 +147,7 @@ main(int argc, char **argv)
 	if (parse_options(argc, argv, &options) < 0)
 		return 2;
 	if (config_load_file(options.config_file, config, &errors) < 0) {
-		print_config_errors(options.config_file, &errors);
+		config_print_errors(stderr, options.config_file, &errors);
 		return 1;
 	}
 	if (options.check_only) {
