@@ -242,12 +242,13 @@ stats_json(const struct api *api)
 	json_t *drops = drops_json(api, &drops_total);
 
 	return json_pack(
-		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
+		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
 		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o}",
 		"ports", ports_json(api),
 		"drops", drops,
 		"drops_total", (json_int_t)drops_total,
 		"flows",
+		"rst_out_of_window", (json_int_t)SUM(stats.rst_out_of_window),
 		"live", (json_int_t)SUM(flows.live),
 		"capacity", (json_int_t)SUM(flows.capacity),
 		"created", (json_int_t)SUM(stats.flows_created),

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -193,30 +194,46 @@ flow_remove(struct flow_table *table, uint32_t index)
 	table->changes++;
 }
 
-void
-flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags)
+/* True when `sequence` is within FLOW_RST_WINDOW of `last` (or nothing was seen). */
+static bool
+sequence_plausible(uint32_t last, uint32_t sequence)
 {
+	int32_t distance = (int32_t)(rte_be_to_cpu_32(sequence) - rte_be_to_cpu_32(last));
+
+	return last == 0 || (distance > -FLOW_RST_WINDOW && distance < FLOW_RST_WINDOW);
+}
+
+bool
+flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
+	       uint32_t sequence)
+{
+	uint32_t *last = direction == FLOW_FORWARD ? &flow->client_sequence : &flow->backend_sequence;
+
 	if (tcp_flags & RTE_TCP_RST_FLAG) {
+		if (!sequence_plausible(*last, sequence))
+			return false;
 		flow->state = FLOW_TCP_CLOSE;
-		return;
+		return true;
 	}
+	*last = sequence;
 	/* (a client SYN on a closing flow is a new connection: the pipeline ends
 	 * the flow and creates another, so it never reaches here) */
 	if (direction == FLOW_FORWARD && (tcp_flags & RTE_TCP_SYN_FLAG) &&
 	    !(tcp_flags & RTE_TCP_ACK_FLAG))
-		return;
+		return true;
 	if (direction == FLOW_REVERSE && (tcp_flags & RTE_TCP_SYN_FLAG))
 		flow->flags |= FLOW_BACKEND_SYNACK;
 	if (tcp_flags & RTE_TCP_FIN_FLAG) {
 		flow->flags |= direction == FLOW_FORWARD ? FLOW_CLIENT_FIN : FLOW_BACKEND_FIN;
 		flow->state = (flow->flags & (FLOW_CLIENT_FIN | FLOW_BACKEND_FIN)) ==
 			      (FLOW_CLIENT_FIN | FLOW_BACKEND_FIN) ? FLOW_TCP_CLOSE : FLOW_TCP_FIN;
-		return;
+		return true;
 	}
 	/* The client's ACK of the backend's SYN-ACK completes the handshake. */
 	if (flow->state == FLOW_TCP_SYN && direction == FLOW_FORWARD &&
 	    (flow->flags & FLOW_BACKEND_SYNACK) && (tcp_flags & RTE_TCP_ACK_FLAG))
 		flow->state = FLOW_TCP_ESTABLISHED;
+	return true;
 }
 
 unsigned

@@ -17,6 +17,7 @@
 #ifndef TETHER_FLOW_H
 #define TETHER_FLOW_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <rte_common.h>
@@ -83,6 +84,8 @@ struct flow {
 	uint8_t pad2;
 	uint32_t sequence_delta;   /* backend -> client: seq += delta; client -> backend: ack -= delta */
 	uint32_t timestamp_delta;  /* backend -> client: TSval += delta; client -> backend: TSecr -= delta */
+	uint32_t client_sequence;  /* last TCP sequence number seen each way (network order, */
+	uint32_t backend_sequence; /* as on the wire): a RST far from it is not believed */
 } __rte_cache_aligned;
 
 struct flow_table {
@@ -159,8 +162,16 @@ flow_at(const struct flow_table *table, uint32_t reference)
 	return &table->flows[reference >> 1];
 }
 
-/* Advance the TCP state machine for a packet with `tcp_flags` going `direction`. */
-void flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags);
+#define FLOW_RST_WINDOW 65536   /* a believable RST lies this close to the last sequence seen */
+
+/*
+ * Advance the TCP state machine for a packet with `tcp_flags` and sequence
+ * number `sequence` (network order) going `direction`.  Returns false when
+ * it ignored a RST whose sequence number is out of window (a blind attacker's,
+ * RFC 5961's concern): the flow keeps its state; the endpoint judges the RST.
+ */
+bool flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
+		    uint32_t sequence);
 
 /*
  * Expire up to `budget` entries' worth of the table, starting where the last

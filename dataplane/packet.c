@@ -108,6 +108,7 @@ parse_l4(const uint8_t *l4, uint32_t l4_length, struct packet_info *info)
 		info->source_port = tcp->src_port;
 		info->destination_port = tcp->dst_port;
 		info->tcp_flags = tcp->tcp_flags;
+		info->tcp_sequence = tcp->sent_seq;
 		return PACKET_OK;
 	}
 	case IPPROTO_UDP: {

@@ -83,6 +83,7 @@ struct packet_info {
 	uint32_t destination;
 	uint16_t source_port;      /* TCP/UDP; ICMP: 0 */
 	uint16_t destination_port;
+	uint32_t tcp_sequence;     /* TCP: the sequence number, network order */
 };
 
 /* Parse `length` bytes of an Ethernet frame.  Returns PACKET_OK and fills

@@ -95,7 +95,8 @@ forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
 	}
 	flow->last_seen = worker->now;
 	if (info->protocol == IPPROTO_TCP)
-		flow_track_tcp(flow, direction, info->tcp_flags);
+		if (unlikely(!flow_track_tcp(flow, direction, info->tcp_flags, info->tcp_sequence)))
+			worker->stats.rst_out_of_window++;
 	if (direction == FLOW_FORWARD) {
 		service->packets_in++;
 		service->bytes_in += m->pkt_len;

@@ -38,6 +38,7 @@ struct worker_stats {
 	struct port_stats ports[STATS_PORTS];
 	uint64_t drops[PACKET_REASON_COUNT];
 	uint64_t flows_created, flows_expired;
+	uint64_t rst_out_of_window;        /* RSTs not believed (flow state kept) */
 	uint64_t persist_inserted, persist_expired;
 	uint64_t arp_requests_sent, arp_replies_sent, arp_learned, arp_gratuitous_sent;
 	uint64_t icmp_echo_replies, icmp_errors_relayed;

@@ -891,7 +891,14 @@ synproxy_binding_packet(struct worker *worker, struct rte_mbuf *m, const struct 
 	flow->last_seen = worker->now;
 	if ((reference & 1) == FLOW_FORWARD) {
 		if (info->tcp_flags & RTE_TCP_RST_FLAG) {
+			/* only the client's own RST: at the byte it would send next */
+			int32_t distance = seq_diff(load_be32(tcp + TCP_SEQ_OFFSET),
+						    binding->client_isn + 1 + binding->length);
 			rte_pktmbuf_free(m);
+			if (distance <= -FLOW_RST_WINDOW || distance >= FLOW_RST_WINDOW) {
+				worker->stats.rst_out_of_window++;
+				return;
+			}
 			worker->synproxy->stats.bindings_aborted++;
 			pipeline_end_flow(worker, reference >> 1);
 			return;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <rte_cycles.h>
 #include <rte_tcp.h>
@@ -111,20 +112,24 @@ test_tcp_states(void **state)
 {
 	(void)state;
 	struct flow flow = make_flow(1, 1);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_SYN_FLAG);
+	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_SYN_FLAG, htonl(100));
 	assert_int_equal(flow.state, FLOW_TCP_SYN);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG);   /* ACK before SYN-ACK */
+	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));   /* ACK before SYN-ACK */
 	assert_int_equal(flow.state, FLOW_TCP_SYN);
-	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG);
+	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, htonl(5000));
+	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));
 	assert_int_equal(flow.state, FLOW_TCP_ESTABLISHED);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG);
+	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(200));
 	assert_int_equal(flow.state, FLOW_TCP_FIN);
-	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG);
+	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(6000));
 	assert_int_equal(flow.state, FLOW_TCP_CLOSE);
-	/* a RST closes from any state */
+	/* a RST near the last sequence seen closes; a blind one far away does not */
 	struct flow other = make_flow(2, 2);
-	flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_RST_FLAG);
+	other.state = FLOW_TCP_ESTABLISHED;
+	assert_true(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_ACK_FLAG, htonl(0x10000000)));
+	assert_false(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x90000000)));
+	assert_int_equal(other.state, FLOW_TCP_ESTABLISHED);
+	assert_true(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x10000400)));
 	assert_int_equal(other.state, FLOW_TCP_CLOSE);
 }
 
