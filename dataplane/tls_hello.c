@@ -164,6 +164,10 @@ read_hello_start(struct reader *body, uint16_t *version, const uint8_t **random,
 
 struct extension_walk {
 	struct reader block;
+	/* seen[] has a bit per extension type; clearing all 8 KB per hello cost
+	 * half a connection's instructions, so valid[] says which words of
+	 * seen[] this walk has written: a word is cleared on first use */
+	uint64_t valid[1024 / 64];
 	uint64_t seen[65536 / 64];
 };
 
@@ -183,7 +187,7 @@ extensions_open(struct reader *body, struct extension_walk *walk, bool *present)
 	if (!read_u16(body, &block_length) || block_length != reader_left(body))
 		return TLS_BAD_EXTENSIONS_LENGTH;
 	read_sub(body, block_length, &walk->block);
-	memset(walk->seen, 0, sizeof walk->seen);
+	memset(walk->valid, 0, sizeof walk->valid);
 	*present = true;
 	return TLS_OK;
 }
@@ -201,6 +205,11 @@ extensions_next(struct extension_walk *walk, bool *more, uint16_t *type, struct 
 	    !read_sub(&walk->block, ext_length, ext))
 		return TLS_BAD_EXTENSIONS_LENGTH;
 	uint64_t bit = UINT64_C(1) << (*type & 63);
+	unsigned word = *type >> 6;
+	if (!(walk->valid[word >> 6] & (UINT64_C(1) << (word & 63)))) {
+		walk->valid[word >> 6] |= UINT64_C(1) << (word & 63);
+		walk->seen[word] = 0;
+	}
 	if (walk->seen[*type >> 6] & bit)
 		return TLS_BAD_EXTENSION;
 	walk->seen[*type >> 6] |= bit;
