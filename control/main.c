@@ -80,6 +80,7 @@ struct backend_control {
 	unsigned pushed_weight;
 	bool key_name_pushed;
 	uint8_t key_name[HEALTH_KEY_NAME_LENGTH];
+	bool dataplane_down;            /* the dataplane had it down when we (re)connected */
 };
 
 struct reload_status {
@@ -212,7 +213,13 @@ desired_state(const struct tether_control *ctl, unsigned p, unsigned b)
 	switch (operator_state(ctl, p, b)) {
 	case OPERATOR_DISABLED: return DESIRED_DISABLED;
 	case OPERATOR_DRAIN: return DESIRED_DRAIN;
-	default: return health && !health_state_serves(health->state) ? DESIRED_DOWN : DESIRED_UP;
+	default:
+		/* Not checked yet since we started: a backend the dataplane had down
+		 * stays down until a check says otherwise (a restarted control
+		 * plane must not send clients to a dead server). */
+		if (health && health->state == HEALTH_UNKNOWN && ctl->backends[p][b].dataplane_down)
+			return DESIRED_DOWN;
+		return health && !health_state_serves(health->state) ? DESIRED_DOWN : DESIRED_UP;
 	}
 }
 
@@ -445,6 +452,28 @@ on_resync_load_reply(void *arg, json_t *reply, const char *error)
 	}
 }
 
+/* The dataplane's view at (re)connection: remember which backends it had
+ * down, then push every backend's state and the key names. */
+static void
+on_resync_stats_reply(void *arg, json_t *reply, const char *error)
+{
+	struct tether_control *ctl = arg;
+	json_t *backends = json_object_get(reply, "backends"), *item;
+	size_t index;
+
+	(void)error;
+	json_array_foreach(backends, index, item) {
+		unsigned p, b;
+		const char *state = json_string_value(json_object_get(item, "state"));
+		const char *pool = json_string_value(json_object_get(item, "pool"));
+		const char *name = json_string_value(json_object_get(item, "name"));
+		if (state && pool && name && backend_find(&ctl->config, pool, name, &p, &b) == 0)
+			ctl->backends[p][b].dataplane_down = strcmp(state, "down") == 0;
+	}
+	push_backends(ctl, true, NULL, 0);
+	push_key_names(ctl, true);
+}
+
 /* (Re)connected: the dataplane may have restarted with another file, or be
  * the one that ran on while we were gone.  Tell it everything. */
 static void
@@ -458,8 +487,12 @@ on_dataplane_connect(void *arg)
 	dataplane_client_request(ctl->dataplane, json_pack("{s:s, s:s}", "command", "load",
 							   "config", ctl->config_file),
 				 LOAD_TIMEOUT_MS, on_resync_load_reply, ctl);
-	push_backends(ctl, true, NULL, 0);
-	push_key_names(ctl, true);
+	/* ask what it has before telling it anything about backends */
+	if (dataplane_client_request(ctl->dataplane, json_pack("{s:s}", "command", "stats"),
+				     PUSH_TIMEOUT_MS, on_resync_stats_reply, ctl) < 0) {
+		push_backends(ctl, true, NULL, 0);
+		push_key_names(ctl, true);
+	}
 }
 
 static void
