@@ -25,6 +25,7 @@
 #include "config.h"
 #include "port.h"
 #include "reload.h"
+#include "telemetry.h"
 #include "services.h"
 #include "worker.h"
 
@@ -213,6 +214,8 @@ main(int argc, char **argv)
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}
+	if (telemetry_register(&state) < 0)
+		LOG(WARNING, "rte_telemetry commands not registered; dataplane.sock still serves stats\n");
 	api.state = &state;
 	api.workers = &worker;
 	api.worker_count = 1;
