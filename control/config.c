@@ -873,11 +873,30 @@ parse_workers(struct parser *parser, const json_t *object, const char *parent)
 		return;
 	if (workers > CONFIG_WORKERS_MAX) {
 		path_member(path, parent, "workers");
-		report(parser, path, "%u workers requested: multi-worker is not "
-		       "supported yet (maximum %d)", workers, CONFIG_WORKERS_MAX);
+		report(parser, path, "%u workers requested: at most %d are supported",
+		       workers, CONFIG_WORKERS_MAX);
 		return;
 	}
 	parser->config->dataplane.workers = workers;
+}
+
+/* Several workers steer a connection by its client address, which is the
+ * source on the public port and the destination on the private one: that
+ * needs the two sides on two devices (steer.h). */
+static void
+check_workers_ports(struct parser *parser, const char *parent)
+{
+	const struct config_dataplane *dataplane = &parser->config->dataplane;
+	char path[PATH_SIZE];
+
+	if (dataplane->workers <= 1)
+		return;
+	if (dataplane->private_port.present &&
+	    strcmp(dataplane->private_port.device, dataplane->public_port.device) != 0)
+		return;
+	path_member(path, parent, "workers");
+	report(parser, path, "%u workers need a private port on its own device: "
+	       "one-arm mode runs one worker", dataplane->workers);
 }
 
 static void
@@ -901,6 +920,7 @@ parse_dataplane(struct parser *parser, json_t *value, const char *path)
 		       &parser->config->dataplane.idle_sleep_us);
 	if ((section = member(parser, value, path, "maglev", false, child)) != NULL)
 		parse_maglev(parser, section, child);
+	check_workers_ports(parser, path);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -28,7 +28,7 @@
 #define CONFIG_POOLS_MAX     256
 #define CONFIG_BACKENDS_MAX  1024   /* per pool */
 #define CONFIG_ALLOW_MAX     64     /* allow_from prefixes per service */
-#define CONFIG_WORKERS_MAX   1      /* multi-worker steering arrives with the scaling work */
+#define CONFIG_WORKERS_MAX   8      /* worker lcores; each owns the clients steer.h gives it */
 #define CONFIG_ERRORS_MAX    64     /* errors reported per document; the rest are counted */
 
 /* An IPv4 prefix; addresses are in host byte order throughout the config. */

@@ -376,6 +376,8 @@ render_dataplane(struct page *page, const json_t *stats)
 		       sizeof(persistence) / sizeof(persistence[0]));
 	render_counters_by_key(page, json_object_get(stats, "arp"), "tether_arp_", "ARP");
 	render_counters_by_key(page, json_object_get(stats, "icmp"), "tether_icmp_", "ICMP");
+	render_counters_by_key(page, json_object_get(stats, "steering"), "tether_steering_",
+			       "Multi-worker steering (docs/architecture.md)");
 	render_services(page, json_object_get(stats, "services"));
 	render_dataplane_backends(page, json_object_get(stats, "backends"));
 	render_ssl_session(page, json_object_get(stats, "ssl_session"));

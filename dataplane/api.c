@@ -243,7 +243,7 @@ stats_json(const struct api *api)
 
 	return json_pack(
 		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o}",
 		"ports", ports_json(api),
 		"drops", drops,
 		"drops_total", (json_int_t)drops_total,
@@ -265,6 +265,11 @@ stats_json(const struct api *api)
 		"icmp",
 		"echo_replies", (json_int_t)SUM(stats.icmp_echo_replies),
 		"errors_relayed", (json_int_t)SUM(stats.icmp_errors_relayed),
+		"steering",
+		"workers", (json_int_t)api->worker_count,
+		"handed_off", (json_int_t)SUM(stats.handoff_sent),
+		"received_from_peers", (json_int_t)SUM(stats.handoff_received),
+		"messages_lost", (json_int_t)SUM(stats.messages_lost),
 		"services", services_json(api),
 		"backends", backends_json(api),
 		"ssl_session", ssl_session_json(api));

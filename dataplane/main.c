@@ -30,7 +30,7 @@
 #include "worker.h"
 
 #define DEFAULT_SOCKET "/run/tether/dataplane.sock"
-#define MBUF_COUNT     16383
+#define MBUF_PER_WORKER 16384  /* RX and TX rings of both ports, handoff, caches */
 #define MBUF_CACHE     256
 
 static int logtype;
@@ -59,8 +59,9 @@ usage(FILE *out)
 		"  -h, --help          this text\n"
 		"\n"
 		"EAL arguments are derived from the config: a --vdev per virtual device\n"
-		"(net_af_packet..., net_af_xdp...) or -a per PCI address, -l 0,1 (main lcore\n"
-		"+ one worker), and --no-huge -m 512 --no-shconf when no hugepages are free.\n"
+		"(net_af_packet..., net_af_xdp...) or -a per PCI address, -l 0-N (main lcore\n"
+		"+ the config's N workers), and --no-huge -m 512 --no-shconf when no\n"
+		"hugepages are free.\n"
 		"Anything after -- is passed to EAL as well (e.g. -- -l 2,3).\n"
 		"\n"
 		"Examples:\n"
@@ -71,7 +72,8 @@ usage(FILE *out)
 
 /* Fill a logical port from its config and the started DPDK port. */
 static int
-open_port(struct dataplane_port *port, const struct config_port *conf, struct rte_mempool *mempool)
+open_port(struct dataplane_port *port, const struct config_port *conf, uint16_t queues,
+	  struct rte_mempool *mempool)
 {
 	char error[256];
 	int port_id = port_find(conf->device);
@@ -84,7 +86,7 @@ open_port(struct dataplane_port *port, const struct config_port *conf, struct rt
 	port->address = rte_cpu_to_be_32(conf->address);
 	port->netmask = conf->prefix_length ? rte_cpu_to_be_32(~0u << (32 - conf->prefix_length)) : 0;
 	port->gateway_neighbor = NEIGHBOR_NONE;
-	if (port_start(port->port_id, mempool, &port->mac, error, sizeof(error)) < 0) {
+	if (port_start(port->port_id, queues, mempool, &port->mac, error, sizeof(error)) < 0) {
 		LOG(ERR, "device '%s': %s\n", conf->device, error);
 		return -EIO;
 	}
@@ -136,7 +138,9 @@ main(int argc, char **argv)
 {
 	static struct dataplane_state state;
 	static struct config_errors errors;
-	static struct worker worker;
+	static struct worker workers[CONFIG_WORKERS_MAX];
+	unsigned worker_lcores[CONFIG_WORKERS_MAX];
+	unsigned worker_count = 0;
 	struct config *config = &state.config;
 	static struct eal_arguments eal;
 	struct dataplane_port ports[2];
@@ -177,22 +181,31 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	unsigned worker_lcore = rte_get_next_lcore(-1, 1, 0);
-	if (worker_lcore >= RTE_MAX_LCORE) {
-		LOG(ERR, "need two lcores (main + worker); give EAL -l with two cores\n");
+	unsigned workers_wanted = config->dataplane.workers;
+	for (unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+	     lcore < RTE_MAX_LCORE && worker_count < workers_wanted;
+	     lcore = rte_get_next_lcore(lcore, 1, 0))
+		worker_lcores[worker_count++] = lcore;
+	if (worker_count < workers_wanted) {
+		LOG(ERR, "need %u lcores (main + %u workers), EAL has %u; give EAL -l with more cores\n",
+		    workers_wanted + 1, workers_wanted, rte_lcore_count());
 		goto out;
 	}
-	struct rte_mempool *mempool = rte_pktmbuf_pool_create("mbufs", MBUF_COUNT, MBUF_CACHE, 0,
-							       RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+	struct rte_mempool *mempool = rte_pktmbuf_pool_create("mbufs",
+							       MBUF_PER_WORKER * worker_count - 1,
+							       MBUF_CACHE, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+							       (int)rte_socket_id());
 	if (!mempool) {
 		LOG(ERR, "mbuf pool: %s\n", rte_strerror(rte_errno));
 		goto out;
 	}
-	if (open_port(&ports[PORT_PUBLIC], &config->dataplane.public_port, mempool) < 0)
+	if (open_port(&ports[PORT_PUBLIC], &config->dataplane.public_port, (uint16_t)worker_count,
+		      mempool) < 0)
 		goto out;
 	if (config->dataplane.private_port.present &&
 	    strcmp(config->dataplane.private_port.device, config->dataplane.public_port.device) != 0) {
-		if (open_port(&ports[PORT_PRIVATE], &config->dataplane.private_port, mempool) < 0)
+		if (open_port(&ports[PORT_PRIVATE], &config->dataplane.private_port,
+			      (uint16_t)worker_count, mempool) < 0)
 			goto out;
 	} else {
 		/* one-arm: the private side is the public port */
@@ -204,12 +217,18 @@ main(int argc, char **argv)
 				rte_cpu_to_be_32(~0u << (32 - conf->prefix_length)) : 0;
 		}
 	}
-	if (worker_init(&worker, 0, config, NULL, mempool, ports, error, sizeof(error)) < 0) {
+	for (unsigned w = 0; w < worker_count; w++) {
+		if (worker_init(&workers[w], w, config, NULL, mempool, ports, error, sizeof(error)) < 0) {
+			LOG(ERR, "worker %u: %s\n", w, error);
+			goto out;
+		}
+	}
+	if (worker_link(workers, worker_count, error, sizeof(error)) < 0) {
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}
-	state.workers = &worker;
-	state.worker_count = 1;
+	state.workers = workers;
+	state.worker_count = worker_count;
 	if (reload_initial(&state, error, sizeof(error)) < 0) {
 		LOG(ERR, "%s\n", error);
 		goto out;
@@ -217,19 +236,19 @@ main(int argc, char **argv)
 	if (telemetry_register(&state) < 0)
 		LOG(WARNING, "rte_telemetry commands not registered; dataplane.sock still serves stats\n");
 	api.state = &state;
-	api.workers = &worker;
-	api.worker_count = 1;
+	api.workers = workers;
+	api.worker_count = worker_count;
 	api.started_tsc = rte_rdtsc();
 	if (api_open(&api, options.socket_path, error, sizeof(error)) < 0) {
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}
 
-	rte_eal_remote_launch(worker_main, &worker, worker_lcore);
-	LOG(INFO, "forwarding: %u services, %u pools, %u backends; worker on lcore %u; socket %s\n",
-	    state.services->service_count, state.services->pool_count,
-	    state.services->backend_count, worker_lcore,
-	    options.socket_path);
+	for (unsigned w = 0; w < worker_count; w++)
+		rte_eal_remote_launch(worker_main, &workers[w], worker_lcores[w]);
+	LOG(INFO, "forwarding: %u services, %u pools, %u backends; %u worker(s) from lcore %u; "
+	    "socket %s\n", state.services->service_count, state.services->pool_count,
+	    state.services->backend_count, worker_count, worker_lcores[0], options.socket_path);
 	while (!stop_requested)
 		api_poll(&api, 100);
 	LOG(INFO, "stopping\n");
@@ -241,7 +260,8 @@ out:
 	uint16_t port_id;
 	RTE_ETH_FOREACH_DEV(port_id)
 		port_stop(port_id);
-	worker_free(&worker);
+	for (unsigned w = 0; w < worker_count; w++)
+		worker_free(&workers[w]);
 	reload_free(&state);
 	rte_eal_cleanup();
 	return exit_code;

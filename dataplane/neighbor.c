@@ -108,6 +108,7 @@ learn(struct worker *worker, unsigned port, uint32_t address, const struct rte_e
 	neighbor->state = NEIGHBOR_REACHABLE;
 	neighbor->confirmed = worker->now;
 	neighbor->next_probe = worker->now + NEIGHBOR_PROBE_S * worker->hz;
+	worker_share_neighbor(worker, index);
 }
 
 void
@@ -155,8 +156,10 @@ neighbor_tick(struct worker *worker, uint64_t now)
 			continue;
 		if (worker->tx[neighbor->port].count >= PIPELINE_TX_MAX / 2)
 			continue;   /* leave room for traffic; probe on a later tick */
-		if (neighbor->state == NEIGHBOR_REACHABLE && now - neighbor->confirmed > reachable)
+		if (neighbor->state == NEIGHBOR_REACHABLE && now - neighbor->confirmed > reachable) {
 			neighbor->state = NEIGHBOR_INCOMPLETE;
+			worker_share_neighbor(worker, (uint16_t)i);
+		}
 		/* Unresolved: ask five times a second; resolved but old: once a second. */
 		neighbor->next_probe = now + (neighbor->state == NEIGHBOR_INCOMPLETE ?
 					      worker->hz / 5 : worker->hz);

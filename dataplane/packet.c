@@ -46,6 +46,7 @@ static const char *const reason_names[PACKET_REASON_COUNT] = {
 	[PACKET_DROP_TX_FULL] = "tx_full",
 	[PACKET_DROP_WRONG_SIDE] = "wrong_side",
 	[PACKET_DROP_TCP_UNEXPECTED_SYN] = "tcp_unexpected_syn",
+	[PACKET_DROP_HANDOFF_FULL] = "handoff_full",
 };
 
 const char *

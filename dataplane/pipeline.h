@@ -48,14 +48,26 @@ struct tx_queue {
 	struct rte_mbuf *packets[PIPELINE_TX_MAX];
 };
 
-/* What the main lcore asks of a worker through its ring (reload.c). */
-enum worker_message_kind { WORKER_MESSAGE_KEY_NAME = 1 };
+/* What the main lcore (reload.c) or another worker (worker.c) tells a worker
+ * through its ring: knowledge every worker needs, whoever learned it. */
+enum worker_message_kind {
+	WORKER_MESSAGE_KEY_NAME = 1,   /* a backend's ticket key name (health checks) */
+	WORKER_MESSAGE_SESSION,        /* a session ID or ticket learned by a worker */
+	WORKER_MESSAGE_NEIGHBOR,       /* worker 0's next-hop entry changed */
+};
 
 struct worker_message {
 	uint8_t kind;
-	uint8_t pad;
-	uint16_t backend;              /* stable backend ID */
-	struct session_key key;
+	uint8_t neighbor_state;        /* NEIGHBOR: enum neighbor_state */
+	uint16_t backend;              /* KEY_NAME, SESSION: stable backend ID */
+	uint32_t timeout_s;            /* SESSION: persistence timeout */
+	union {
+		struct session_key key;    /* KEY_NAME, SESSION */
+		struct {
+			uint16_t index;
+			struct rte_ether_addr mac;
+		} neighbor;
+	};
 };
 
 struct worker {
@@ -77,6 +89,12 @@ struct worker {
 	uint64_t tsc_per_ms;
 	uint32_t idle_sleep_us;        /* sleep after empty polls (shared test machines) */
 	uint32_t idle_polls;
+	/* several workers (steer.h): the others, and the rings through which they
+	 * hand this worker the frames of its clients that they received */
+	struct worker *peers;          /* every worker, this one included */
+	unsigned worker_count;
+	uint16_t queue;                /* this worker's RX and TX queue on every port */
+	struct rte_ring *handoff[2];   /* per logical port; NULL with one worker */
 } __rte_cache_aligned;
 
 /* Process `count` (<= PIPELINE_BURST) frames received on logical `port`.

@@ -57,11 +57,20 @@ user_gives(int user_count, char **user, const char *option)
 	return false;
 }
 
+/* af_packet opens one socket per queue pair, in one PACKET_FANOUT group: each
+ * worker needs its own pair. */
 static void
-add_device(struct eal_arguments *arguments, const struct config_port *port)
+add_device(struct eal_arguments *arguments, const struct config_port *port, unsigned workers)
 {
+	char device[CONFIG_DEVICE_MAX + 16];
+
+	snprintf(device, sizeof(device), "%s", port->device);
+	if (workers > 1 && strncmp(port->device, "net_af_packet", 13) == 0 &&
+	    !strstr(port->device, "qpairs="))
+		snprintf(device, sizeof(device), "%s,qpairs=%hhu", port->device,
+			 (unsigned char)workers);
 	add(arguments, is_virtual_device(port->device) ? "--vdev" : "-a");
-	add(arguments, port->device);
+	add(arguments, device);
 }
 
 int
@@ -77,12 +86,13 @@ port_eal_arguments(struct eal_arguments *arguments, const char *program,
 	add(arguments, program);
 	if (!user_gives(user_count, user, "-l") && !user_gives(user_count, user, "-c") &&
 	    !user_gives(user_count, user, "--lcores")) {
+		snprintf(buffer, sizeof(buffer), "0-%u", config->dataplane.workers);
 		add(arguments, "-l");
-		add(arguments, "0,1");
+		add(arguments, buffer);
 	}
-	add_device(arguments, public_port);
+	add_device(arguments, public_port, config->dataplane.workers);
 	if (two_ports)
-		add_device(arguments, private_port);
+		add_device(arguments, private_port, config->dataplane.workers);
 	if (is_virtual_device(public_port->device) &&
 	    (!two_ports || is_virtual_device(private_port->device)))
 		add(arguments, "--no-pci");
@@ -114,26 +124,60 @@ port_find(const char *device)
 	return port_id;
 }
 
-int
-port_start(uint16_t port_id, struct rte_mempool *mempool, struct rte_ether_addr *mac,
-	   char *error, size_t error_size)
+/* Several queues: spread by RSS over the IP addresses (and ports where the
+ * NIC can), whatever subset the device offers.  steer.h hands each frame to
+ * its owner whichever queue it arrived on, so the spread need not match. */
+static int
+configure_queues(uint16_t port_id, uint16_t queues, char *error, size_t error_size)
 {
 	struct rte_eth_conf configuration = { 0 };
+	struct rte_eth_dev_info info;
+	int rc;
+
+	if ((rc = rte_eth_dev_info_get(port_id, &info)) < 0) {
+		snprintf(error, error_size, "reading device info failed: %s", strerror(-rc));
+		return rc;
+	}
+	if (queues > info.max_rx_queues || queues > info.max_tx_queues) {
+		snprintf(error, error_size, "%u workers need %u queue pairs; the device has %u RX "
+			 "and %u TX", queues, queues, info.max_rx_queues, info.max_tx_queues);
+		return -EINVAL;
+	}
+	uint64_t hash_fields = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+	if (queues > 1 && (info.flow_type_rss_offloads & hash_fields)) {
+		configuration.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		configuration.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & hash_fields;
+	}
+	if ((rc = rte_eth_dev_configure(port_id, queues, queues, &configuration)) < 0) {
+		snprintf(error, error_size, "configure with %u queues failed: %s", queues, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+int
+port_start(uint16_t port_id, uint16_t queues, struct rte_mempool *mempool,
+	   struct rte_ether_addr *mac, char *error, size_t error_size)
+{
 	uint16_t rx_descriptors = RX_DESCRIPTORS, tx_descriptors = TX_DESCRIPTORS;
 	int socket = rte_eth_dev_socket_id(port_id);
 	int rc;
 
 	if (socket < 0)
 		socket = 0;
-	if ((rc = rte_eth_dev_configure(port_id, 1, 1, &configuration)) < 0) {
-		snprintf(error, error_size, "configure failed: %s", strerror(-rc));
+	if ((rc = configure_queues(port_id, queues, error, error_size)) < 0)
+		return rc;
+	if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rx_descriptors, &tx_descriptors)) < 0) {
+		snprintf(error, error_size, "descriptor setup failed: %s", strerror(-rc));
 		return rc;
 	}
-	if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rx_descriptors, &tx_descriptors)) < 0 ||
-	    (rc = rte_eth_rx_queue_setup(port_id, 0, rx_descriptors, (unsigned)socket, NULL, mempool)) < 0 ||
-	    (rc = rte_eth_tx_queue_setup(port_id, 0, tx_descriptors, (unsigned)socket, NULL)) < 0) {
-		snprintf(error, error_size, "queue setup failed: %s", strerror(-rc));
-		return rc;
+	for (uint16_t q = 0; q < queues; q++) {
+		if ((rc = rte_eth_rx_queue_setup(port_id, q, rx_descriptors, (unsigned)socket, NULL,
+						 mempool)) < 0 ||
+		    (rc = rte_eth_tx_queue_setup(port_id, q, tx_descriptors, (unsigned)socket, NULL)) < 0) {
+			snprintf(error, error_size, "queue %u setup failed: %s", q, strerror(-rc));
+			return rc;
+		}
 	}
 	if ((rc = rte_eth_dev_start(port_id)) < 0) {
 		snprintf(error, error_size, "start failed: %s", strerror(-rc));

@@ -21,8 +21,9 @@ struct eal_arguments {
 };
 
 /*
- * EAL arguments for `config`: "-l 0,1" (main + one worker), a --vdev for each
- * virtual device (net_af_packet..., net_af_xdp...) or -a for each PCI address,
+ * EAL arguments for `config`: "-l 0-N" (main + N workers), a --vdev for each
+ * virtual device (net_af_packet..., net_af_xdp...; af_packet gets qpairs=N
+ * when it has no qpairs of its own) or -a for each PCI address,
  * --no-pci when every device is virtual (so the dataplane never grabs a NIC it
  * was not given), and, when no hugepages are free, --no-huge -m 512
  * --no-shconf.  A unique --file-prefix.  `user` arguments (after "--" on the
@@ -35,10 +36,11 @@ int port_eal_arguments(struct eal_arguments *arguments, const char *program,
  * or -1 when EAL did not create it. */
 int port_find(const char *device);
 
-/* Configure one RX and one TX queue, start the port, read its MAC.  Returns 0
- * or a negative errno; `error` gets a sentence saying what failed. */
-int port_start(uint16_t port_id, struct rte_mempool *mempool, struct rte_ether_addr *mac,
-	       char *error, size_t error_size);
+/* Configure `queues` RX and TX queues (one pair per worker; RSS spreads the
+ * frames when there are several), start the port, read its MAC.  Returns 0 or
+ * a negative errno; `error` gets a sentence saying what failed. */
+int port_start(uint16_t port_id, uint16_t queues, struct rte_mempool *mempool,
+	       struct rte_ether_addr *mac, char *error, size_t error_size);
 
 void port_stop(uint16_t port_id);
 

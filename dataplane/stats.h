@@ -42,6 +42,8 @@ struct worker_stats {
 	uint64_t persist_inserted, persist_expired;
 	uint64_t arp_requests_sent, arp_replies_sent, arp_learned, arp_gratuitous_sent;
 	uint64_t icmp_echo_replies, icmp_errors_relayed;
+	uint64_t handoff_sent, handoff_received;   /* frames steered to their owner (steer.h) */
+	uint64_t messages_lost;                    /* news for another worker, its ring full */
 	struct service_stats *services;   /* service_count entries */
 	struct backend_stats *backends;   /* backend_count entries */
 } __rte_cache_aligned;

@@ -965,6 +965,7 @@ remember(struct worker *worker, const struct flow *flow, const struct session_ke
 		return;
 	persist_insert(&worker->synproxy->sessions, key, flow->backend,
 		       worker->now + (uint64_t)service->persist_timeout_s * worker->hz);
+	worker_share_session(worker, key, flow->backend, service->persist_timeout_s);
 }
 
 static void

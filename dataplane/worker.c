@@ -1,10 +1,12 @@
 /*
  * worker.c: the lcore loop, l3fwd-style: stamp the time, receive a burst on
- * each port, run the pipeline, transmit; every millisecond expire a slice of
- * the flow table, every 10 ms run the ARP timers.  Everything it touches is in
- * its own struct worker.
+ * each port, steer, run the pipeline, transmit; every millisecond expire a
+ * slice of the flow table, every 10 ms run the timers and read messages.
+ * Everything it writes is in its own struct worker; with several workers the
+ * only shared writes are the handoff and message rings (steer.h says why).
  */
 #include "worker.h"
+#include "steer.h"
 #include "synproxy.h"
 
 #include <errno.h>
@@ -20,6 +22,7 @@
 volatile bool worker_stop;
 
 #define EXPIRE_BUDGET 1024   /* entries looked at per millisecond: 1 M per second */
+#define HANDOFF_RING  4096   /* frames in flight to one worker from the others, per port */
 
 static uint16_t
 backend_next_hop(struct worker *worker, uint32_t address)
@@ -54,10 +57,16 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	worker->ports[PORT_PUBLIC] = ports[PORT_PUBLIC];
 	worker->ports[PORT_PRIVATE] = ports[PORT_PRIVATE];
 
+	/* the configured capacity is the total: each worker owns its share */
+	unsigned workers = dataplane->workers ? dataplane->workers : 1;
+	uint32_t flow_capacity = (dataplane->flow_capacity + workers - 1) / workers;
+	worker->queue = (uint16_t)id;
+	worker->worker_count = 1;
+	worker->peers = worker;
 	snprintf(name, sizeof(name), "flows%u", id);
-	if ((rc = flow_table_create(&worker->flows, name, dataplane->flow_capacity, &timeouts,
+	if ((rc = flow_table_create(&worker->flows, name, flow_capacity, &timeouts,
 				    (int)rte_socket_id())) < 0) {
-		snprintf(error, error_size, "flow table of %u entries: out of memory", dataplane->flow_capacity);
+		snprintf(error, error_size, "flow table of %u entries: out of memory", flow_capacity);
 		return rc;
 	}
 	snprintf(name, sizeof(name), "persist%u", id);
@@ -97,8 +106,9 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 			NEIGHBOR_NONE;
 	}
 	snprintf(name, sizeof(name), "messages%u", id);
-	worker->messages = rte_ring_create_elem(name, sizeof(struct worker_message), 1024,
-						(int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	/* several producers: the main lcore and the other workers */
+	worker->messages = rte_ring_create_elem(name, sizeof(struct worker_message), 4096,
+						(int)rte_socket_id(), RING_F_SC_DEQ);
 	if (!worker->messages) {
 		snprintf(error, error_size, "message ring: out of memory");
 		return -ENOMEM;
@@ -116,7 +126,16 @@ worker_resolve_backends(struct worker *worker, struct services *services, char *
 {
 	for (unsigned b = 0; b < services->backend_count; b++) {
 		struct runtime_backend *backend = &services->backends[b];
-		backend->neighbor = backend_next_hop(worker, backend->address);
+		uint16_t next_hop = backend_next_hop(worker, backend->address);
+		/* Every worker adds the same next hops in the same order, so an
+		 * index means the same neighbor everywhere (worker_share_neighbor
+		 * relies on it); worker 0 resolves first. */
+		if (worker->id > 0 && next_hop != backend->neighbor) {
+			snprintf(error, error_size, "backend %s: worker %u's next-hop table diverged "
+				 "from worker 0's", backend->name, worker->id);
+			return -EINVAL;
+		}
+		backend->neighbor = next_hop;
 		if (backend->neighbor == NEIGHBOR_NONE) {
 			char address[16];
 			snprintf(error, error_size, "backend %s (%s) is not on the private network and "
@@ -128,17 +147,150 @@ worker_resolve_backends(struct worker *worker, struct services *services, char *
 	return 0;
 }
 
-/* Messages from the main lcore: key names harvested by health checks. */
+int
+worker_link(struct worker *workers, unsigned count, char *error, size_t error_size)
+{
+	for (unsigned w = 0; w < count; w++) {
+		workers[w].peers = workers;
+		workers[w].worker_count = count;
+		for (unsigned p = 0; count > 1 && p < 2; p++) {
+			char name[32];
+			snprintf(name, sizeof(name), "handoff%u.%u", w, p);
+			workers[w].handoff[p] = rte_ring_create(name, HANDOFF_RING, (int)rte_socket_id(),
+								RING_F_SC_DEQ);
+			if (!workers[w].handoff[p]) {
+				snprintf(error, error_size, "handoff ring of worker %u: out of memory", w);
+				return -ENOMEM;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Learned elsewhere, applied here. */
+static void
+apply_neighbor(struct worker *worker, const struct worker_message *message)
+{
+	if (message->neighbor.index >= worker->neighbors.count)
+		return;
+	struct neighbor *neighbor = &worker->neighbors.entries[message->neighbor.index];
+	neighbor->mac = message->neighbor.mac;
+	neighbor->confirmed = worker->now;
+	neighbor->next_probe = UINT64_MAX;   /* worker 0 probes and ages it */
+	__atomic_store_n(&neighbor->state, message->neighbor_state, __ATOMIC_RELEASE);
+}
+
+/* Messages from the main lcore (key names harvested by health checks) and
+ * from the other workers (sessions they learned, next hops). */
 static void
 drain_messages(struct worker *worker)
 {
 	struct worker_message message;
 
 	while (rte_ring_dequeue_elem(worker->messages, &message, sizeof(message)) == 0) {
-		if (message.kind == WORKER_MESSAGE_KEY_NAME && worker->synproxy)
-			persist_insert(&worker->synproxy->sessions, &message.key, message.backend,
-				       worker->now + 86400 * worker->hz);
+		switch (message.kind) {
+		case WORKER_MESSAGE_KEY_NAME:
+			if (worker->synproxy)
+				persist_insert(&worker->synproxy->sessions, &message.key, message.backend,
+					       worker->now + 86400 * worker->hz);
+			break;
+		case WORKER_MESSAGE_SESSION:
+			if (worker->synproxy)
+				persist_insert(&worker->synproxy->sessions, &message.key, message.backend,
+					       worker->now + (uint64_t)message.timeout_s * worker->hz);
+			break;
+		case WORKER_MESSAGE_NEIGHBOR:
+			apply_neighbor(worker, &message);
+			break;
+		}
 	}
+}
+
+static void
+tell_peers(struct worker *worker, struct worker_message *message)
+{
+	for (unsigned w = 0; w < worker->worker_count; w++) {
+		struct worker *peer = &worker->peers[w];
+		if (peer == worker)
+			continue;
+		/* a full ring loses the news, not a packet: the peer learns the
+		 * session itself when its client comes back */
+		if (rte_ring_enqueue_elem(peer->messages, message, sizeof(*message)) != 0)
+			worker->stats.messages_lost++;
+	}
+}
+
+void
+worker_share_session(struct worker *worker, const struct session_key *key, uint16_t backend,
+		     uint32_t timeout_s)
+{
+	if (worker->worker_count == 1)
+		return;
+	struct worker_message message = { .kind = WORKER_MESSAGE_SESSION, .backend = backend,
+					   .timeout_s = timeout_s, .key = *key };
+	tell_peers(worker, &message);
+}
+
+void
+worker_share_neighbor(struct worker *worker, uint16_t index)
+{
+	if (worker->worker_count == 1)
+		return;
+	const struct neighbor *neighbor = &worker->neighbors.entries[index];
+	struct worker_message message = { .kind = WORKER_MESSAGE_NEIGHBOR,
+					   .neighbor_state = neighbor->state };
+	message.neighbor.index = index;
+	message.neighbor.mac = neighbor->mac;
+	tell_peers(worker, &message);
+}
+
+void
+worker_receive(struct worker *worker, unsigned port, struct rte_mbuf **packets, uint16_t count)
+{
+	if (worker->worker_count == 1) {
+		pipeline_process_burst(worker, port, packets, count);
+		return;
+	}
+	struct rte_mbuf *mine[PIPELINE_BURST];
+	struct rte_mbuf *theirs[CONFIG_WORKERS_MAX][PIPELINE_BURST];
+	uint16_t mine_count = 0, their_count[CONFIG_WORKERS_MAX] = { 0 };
+
+	for (uint16_t i = 0; i < count; i++) {
+		unsigned owner = steer_owner(packets[i], port, worker->worker_count);
+		if (owner == worker->id)
+			mine[mine_count++] = packets[i];
+		else
+			theirs[owner][their_count[owner]++] = packets[i];
+	}
+	for (unsigned w = 0; w < worker->worker_count; w++) {
+		if (their_count[w] == 0)
+			continue;
+		unsigned sent = rte_ring_enqueue_burst(worker->peers[w].handoff[port],
+						       (void *const *)theirs[w], their_count[w], NULL);
+		worker->stats.handoff_sent += sent;
+		for (unsigned i = sent; i < their_count[w]; i++)
+			pipeline_drop(worker, theirs[w][i], PACKET_DROP_HANDOFF_FULL);
+	}
+	if (mine_count)
+		pipeline_process_burst(worker, port, mine, mine_count);
+}
+
+unsigned
+worker_drain_handoff(struct worker *worker)
+{
+	struct rte_mbuf *packets[PIPELINE_BURST];
+	unsigned total = 0;
+
+	for (unsigned p = 0; worker->worker_count > 1 && p < 2; p++) {
+		unsigned count = rte_ring_dequeue_burst(worker->handoff[p], (void **)packets,
+							PIPELINE_BURST, NULL);
+		if (count == 0)
+			continue;
+		worker->stats.handoff_received += count;
+		pipeline_process_burst(worker, p, packets, (uint16_t)count);
+		total += count;
+	}
+	return total;
 }
 
 void
@@ -150,6 +302,10 @@ worker_free(struct worker *worker)
 	stats_free(&worker->stats);
 	rte_ring_free(worker->messages);
 	worker->messages = NULL;
+	for (unsigned p = 0; p < 2; p++) {
+		rte_ring_free(worker->handoff[p]);
+		worker->handoff[p] = NULL;
+	}
 }
 
 void
@@ -164,7 +320,8 @@ worker_flush(struct worker *worker)
 		uint64_t bytes = 0;
 		for (uint16_t i = 0; i < queue->count; i++)
 			bytes += queue->packets[i]->pkt_len;
-		uint16_t sent = rte_eth_tx_burst(worker->ports[p].port_id, 0, queue->packets, queue->count);
+		uint16_t sent = rte_eth_tx_burst(worker->ports[p].port_id, worker->queue,
+						 queue->packets, queue->count);
 		stats->tx_packets += sent;
 		stats->tx_bytes += bytes;
 		if (unlikely(sent < queue->count)) {
@@ -187,9 +344,14 @@ worker_main(void *arg)
 			      worker->ports[PORT_PRIVATE].port_id ? 1 : 2;
 	uint64_t expire_interval = worker->hz / 1000, neighbor_interval = worker->hz / 100;
 
+	/* worker 0 keeps the next hops (ARP is steered to it) and tells the others */
+	bool keeps_neighbors = worker->id == 0;
+
 	worker->now = rte_rdtsc();
-	neighbor_announce(worker);
-	neighbor_tick(worker, worker->now);
+	if (keeps_neighbors) {
+		neighbor_announce(worker);
+		neighbor_tick(worker, worker->now);
+	}
 	worker_flush(worker);
 	while (!worker_stop) {
 		worker->now = rte_rdtsc();
@@ -201,12 +363,13 @@ worker_main(void *arg)
 		}
 		unsigned received = 0;
 		for (unsigned p = 0; p < port_count; p++) {
-			uint16_t count = rte_eth_rx_burst(worker->ports[p].port_id, 0, packets,
-							  PIPELINE_BURST);
+			uint16_t count = rte_eth_rx_burst(worker->ports[p].port_id, worker->queue,
+							  packets, PIPELINE_BURST);
 			if (count)
-				pipeline_process_burst(worker, p, packets, count);
+				worker_receive(worker, p, packets, count);
 			received += count;
 		}
+		received += worker_drain_handoff(worker);
 		/* On a shared machine (the lab, CI) give the core back when idle:
 		 * after 100 empty polls in a row, sleep; never while traffic flows. */
 		if (unlikely(worker->idle_sleep_us)) {
@@ -219,7 +382,8 @@ worker_main(void *arg)
 			worker->next_expire = worker->now + expire_interval;
 		}
 		if (unlikely(worker->now >= worker->next_neighbor_tick)) {
-			neighbor_tick(worker, worker->now);
+			if (keeps_neighbors)
+				neighbor_tick(worker, worker->now);
 			synproxy_tick(worker);
 			drain_messages(worker);
 			worker->next_neighbor_tick = worker->now + neighbor_interval;

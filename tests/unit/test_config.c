@@ -51,7 +51,7 @@ static const char *const required_invalid_cases[] = {
 	"capacity-1e30", "integer-25-digits", "truncated-json", "empty-file",
 	"duplicate-keys", "maglev-not-prime", "health-timeout-not-below-interval",
 	"weight-5000", "gateway-outside-prefix", "fallback-on-source-ip",
-	"duplicate-backend-names", "workers-4",
+	"duplicate-backend-names", "workers-9", "workers-one-arm",
 };
 
 /* ------------------------------------------------------------------------ */
