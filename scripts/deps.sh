@@ -14,7 +14,12 @@ PACKAGES=(
   libdpdk-dev libjansson-dev libssl-dev libcmocka-dev libpcap-dev libnuma-dev
   # lab, demo and tests
   iproute2 ethtool iputils-ping curl openssl python3 procps psmisc nftables
+  # the lab comparison (scripts/bench.sh --compare): the peers it runs in tl-lb
+  haproxy nginx libnginx-mod-stream
 )
+# Daemons whose packages start a system service on install: the comparison runs
+# its own instances inside the lab, never these (see the end of this script).
+SERVICES=(haproxy nginx)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -30,5 +35,12 @@ stamp=/var/lib/apt/periodic/update-success-stamp
 lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)
 [[ -n "$lists" ]] || apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# On a systemd machine the packages above start haproxy and nginx in the root
+# namespace (nginx then listens on port 80): stop and disable them.
+if [[ -d /run/systemd/system ]]; then
+  for s in "${SERVICES[@]}"; do
+    systemctl disable --now "$s.service" >/dev/null 2>&1 || true
+  done
+fi
 : "${stamp}"
 echo "deps.sh: installed ${missing[*]}"
