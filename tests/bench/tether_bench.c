@@ -797,8 +797,11 @@ segment(uint32_t source, uint32_t destination, uint16_t source_port, uint16_t de
 	nat_store16(tcp + 14, rte_cpu_to_be_16(501));   /* window (scaled) */
 	nat_store16(tcp + 16, 0);
 	nat_store16(tcp + 18, 0);
-	memcpy(tcp + 20, tcp_options, options_length);
-	memcpy(tcp + tcp_length, payload, payload_length);
+	/* memcpy from NULL is undefined even for 0 bytes (UBSan's nonnull-attribute) */
+	if (options_length)
+		memcpy(tcp + 20, tcp_options, options_length);
+	if (payload_length)
+		memcpy(tcp + tcp_length, payload, payload_length);
 	nat_store16(tcp + 16, builder_l4_checksum(ip));
 	frame.length = 14u + total < 60 ? 60 : 14u + total;
 	alloc_burst(&m, 1);

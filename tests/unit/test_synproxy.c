@@ -128,8 +128,11 @@ segment(const char *source, const char *destination, uint16_t source_port, uint1
 	value32 = htonl(ack); memcpy(tcp + 8, &value32, 4);
 	tcp[12] = (uint8_t)((tcp_length / 4) << 4);
 	tcp[14] = 0x01; tcp[15] = 0xf5;   /* window 501 (scaled) */
-	memcpy(tcp + 20, options, options_length);
-	memcpy(tcp + tcp_length, payload, payload_length);
+	/* memcpy from NULL is undefined even for 0 bytes (UBSan's nonnull-attribute) */
+	if (options_length)
+		memcpy(tcp + 20, options, options_length);
+	if (payload_length)
+		memcpy(tcp + tcp_length, payload, payload_length);
 	value16 = htons(total); memcpy(ip + 2, &value16, 2);
 	builder_fix_ip_checksum(&frame);
 	tcp[16] = tcp[17] = 0;
