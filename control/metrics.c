@@ -184,6 +184,34 @@ render_counters_by_key(struct page *page, const json_t *object, const char *pref
 	}
 }
 
+/* Several workers: each one's live flows, and the frames steered between them. */
+static void
+render_steering(struct page *page, const json_t *steering)
+{
+	static const char *const counters[] = { "handed_off", "received_from_peers", "messages_lost" };
+	const json_t *per_worker = json_object_get(steering, "per_worker");
+	const json_t *worker;
+	size_t index;
+	char name[96];
+
+	if (!steering)
+		return;
+	family(page, "tether_workers", "gauge", "Worker lcores forwarding.");
+	page_printf(page, "tether_workers %lld\n",
+		    (long long)json_integer_value(json_object_get(steering, "workers")));
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		snprintf(name, sizeof(name), "tether_steering_%s_total", counters[i]);
+		family(page, name, "counter", "Frames a worker received for another worker's "
+		       "client and handed over (docs/architecture.md, Threading).");
+		page_printf(page, "%s %lld\n", name,
+			    (long long)json_integer_value(json_object_get(steering, counters[i])));
+	}
+	family(page, "tether_worker_flows", "gauge", "Live flows owned by each worker.");
+	json_array_foreach(per_worker, index, worker)
+		page_printf(page, "tether_worker_flows{worker=\"%zu\"} %lld\n", index,
+			    (long long)json_integer_value(json_object_get(worker, "flows_live")));
+}
+
 /* --- per service, per backend --- */
 
 static void
@@ -376,8 +404,7 @@ render_dataplane(struct page *page, const json_t *stats)
 		       sizeof(persistence) / sizeof(persistence[0]));
 	render_counters_by_key(page, json_object_get(stats, "arp"), "tether_arp_", "ARP");
 	render_counters_by_key(page, json_object_get(stats, "icmp"), "tether_icmp_", "ICMP");
-	render_counters_by_key(page, json_object_get(stats, "steering"), "tether_steering_",
-			       "Multi-worker steering (docs/architecture.md)");
+	render_steering(page, json_object_get(stats, "steering"));
 	render_services(page, json_object_get(stats, "services"));
 	render_dataplane_backends(page, json_object_get(stats, "backends"));
 	render_ssl_session(page, json_object_get(stats, "ssl_session"));

@@ -235,6 +235,29 @@ ssl_session_json(const struct api *api)
 	return object;
 }
 
+/* Several workers: how the clients spread and how much steering costs. */
+static json_t *
+steering_json(const struct api *api)
+{
+	json_t *per_worker = json_array();
+
+	for (unsigned w = 0; w < api->worker_count; w++) {
+		const struct worker *worker = &api->workers[w];
+		json_array_append_new(per_worker, json_pack(
+			"{s:I, s:I, s:I, s:I}",
+			"flows_live", (json_int_t)worker->flows.live,
+			"flows_created", (json_int_t)worker->stats.flows_created,
+			"handed_off", (json_int_t)worker->stats.handoff_sent,
+			"received_from_peers", (json_int_t)worker->stats.handoff_received));
+	}
+	return json_pack("{s:I, s:I, s:I, s:I, s:o}",
+			 "workers", (json_int_t)api->worker_count,
+			 "handed_off", (json_int_t)SUM(stats.handoff_sent),
+			 "received_from_peers", (json_int_t)SUM(stats.handoff_received),
+			 "messages_lost", (json_int_t)SUM(stats.messages_lost),
+			 "per_worker", per_worker);
+}
+
 static json_t *
 stats_json(const struct api *api)
 {
@@ -243,7 +266,7 @@ stats_json(const struct api *api)
 
 	return json_pack(
 		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o, s:o}",
 		"ports", ports_json(api),
 		"drops", drops,
 		"drops_total", (json_int_t)drops_total,
@@ -265,11 +288,7 @@ stats_json(const struct api *api)
 		"icmp",
 		"echo_replies", (json_int_t)SUM(stats.icmp_echo_replies),
 		"errors_relayed", (json_int_t)SUM(stats.icmp_errors_relayed),
-		"steering",
-		"workers", (json_int_t)api->worker_count,
-		"handed_off", (json_int_t)SUM(stats.handoff_sent),
-		"received_from_peers", (json_int_t)SUM(stats.handoff_received),
-		"messages_lost", (json_int_t)SUM(stats.messages_lost),
+		"steering", steering_json(api),
 		"services", services_json(api),
 		"backends", backends_json(api),
 		"ssl_session", ssl_session_json(api));

@@ -370,6 +370,10 @@ worker_main(void *arg)
 			received += count;
 		}
 		received += worker_drain_handoff(worker);
+		/* news from the others at once: a client resuming from another
+		 * address may come back within milliseconds of the learning */
+		if (unlikely(!rte_ring_empty(worker->messages)))
+			drain_messages(worker);
 		/* On a shared machine (the lab, CI) give the core back when idle:
 		 * after 100 empty polls in a row, sleep; never while traffic flows. */
 		if (unlikely(worker->idle_sleep_us)) {
@@ -385,7 +389,6 @@ worker_main(void *arg)
 			if (keeps_neighbors)
 				neighbor_tick(worker, worker->now);
 			synproxy_tick(worker);
-			drain_messages(worker);
 			worker->next_neighbor_tick = worker->now + neighbor_interval;
 		}
 		worker_flush(worker);

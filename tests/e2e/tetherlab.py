@@ -943,7 +943,7 @@ class ClientLoop:
                            for r in failed[:3]], "servers": servers}
 
 
-def run_scenario(name, scenario, config_path, backends=None, argv=None):
+def run_scenario(name, scenario, config_path, backends=None, argv=None, extra_eal=()):
     """The whole main() of a lab test: parses --build-dir, brings the lab up (with
     backends servers if given), starts the dataplane with config_path, waits
     for ARP, runs scenario(lab) -> {figure: text}, checks the dataplane is still
@@ -953,7 +953,8 @@ def run_scenario(name, scenario, config_path, backends=None, argv=None):
     started = time.monotonic()
     try:
         with Lab(backends) as lab:
-            lab.start_dataplane(args.build_dir, config_path, STATE_DIR / "dataplane.sock")
+            lab.start_dataplane(args.build_dir, config_path, STATE_DIR / "dataplane.sock",
+                                extra_eal=extra_eal)
             try:
                 lab.wait_ready()
                 figures = scenario(lab)
