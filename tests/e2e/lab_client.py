@@ -94,7 +94,9 @@ def read_head(sock):
             raise ConnectionError("connection closed before the response header "
                                   "(%d bytes read)" % len(data))
         data += chunk
-        if len(data) > 65536:
+        # one recv may bring the header and much of the body (a slow client):
+        # only a header still unfinished after 64 KB is an error
+        if len(data) > 65536 and b"\r\n\r\n" not in data:
             raise ValueError("response header over 64 KB")
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
