@@ -42,6 +42,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,6 +68,23 @@ SERVER_WAIT_S = 10.0
 TEST_CLIENT = Path("tests") / "tether-test-client"   # in the build directory
 
 
+# What ASan, LSan and UBSan print when they find something (a build with
+# TETHER_SANITIZE=ON, scripts/test.sh --sanitize).  Their reports go to the
+# process's stderr: the daemons' logs, or what run() captures.  Any report fails
+# the test, even one printed at exit after the test's own checks passed.
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|Sanitizer:DEADLYSIGNAL|"
+                              r"^\S+:\d+:\d+: runtime error: ", re.MULTILINE)
+
+
+def sanitizer_report(text, lines=60):
+    """Returns the first sanitizer report in text (up to lines lines), or None."""
+    found = SANITIZER_REPORT.search(text or "")
+    if found is None:
+        return None
+    start = text.rfind("\n", 0, found.start()) + 1
+    return "\n".join(text[start:].split("\n")[:lines])
+
+
 class LabCommandError(subprocess.CalledProcessError):
     """A lab command failed; unlike its parent, printing it shows the output."""
 
@@ -88,9 +106,14 @@ def node_namespace(node):
 
 
 def run(cmd, check=True, timeout=60, **kwargs):
-    """Runs cmd, capturing text output; raises LabCommandError if check and it failed."""
+    """Runs cmd, capturing text output; raises LabCommandError if check and it failed,
+    and AssertionError if it printed a sanitizer report (tetherctl, the test client)."""
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+    report = sanitizer_report(proc.stderr)
+    if report:
+        raise AssertionError("sanitizer report from %s:\n%s"
+                             % (" ".join(str(c) for c in cmd), report))
     if check and proc.returncode != 0:
         raise LabCommandError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc
@@ -286,10 +309,18 @@ class Lab:
         return False
 
     def _down(self):
+        reports = []
         try:
             self.stop_servers()
             self.stop_control()
             self.stop_dataplane()
+            # the daemons have exited (LeakSanitizer reports at exit); the logs
+            # go with the state directory
+            for name, text in (("tether-dataplane", self.dataplane_log()),
+                               ("tether-control", self.control_log())):
+                report = sanitizer_report(text)
+                if report:
+                    reports.append("sanitizer report in %s's log:\n%s" % (name, report))
         finally:
             proc = run([LAB_SH, "down"], check=False, env=self.env, timeout=120)
             if proc.returncode != 0:
@@ -297,6 +328,8 @@ class Lab:
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
                 self._old_sigterm = None
+        if reports:
+            raise AssertionError("\n".join(reports))
 
     # -- nodes ---------------------------------------------------------------
 
