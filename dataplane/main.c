@@ -223,7 +223,10 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (worker_link(workers, worker_count, error, sizeof(error)) < 0) {
+	static struct worker *worker_pointers[CONFIG_WORKERS_MAX];
+	for (unsigned w = 0; w < worker_count; w++)
+		worker_pointers[w] = &workers[w];
+	if (worker_link(worker_pointers, worker_count, error, sizeof(error)) < 0) {
 		LOG(ERR, "%s\n", error);
 		goto out;
 	}

@@ -91,7 +91,7 @@ struct worker {
 	uint32_t idle_polls;
 	/* several workers (steer.h): the others, and the rings through which they
 	 * hand this worker the frames of its clients that they received */
-	struct worker *peers;          /* every worker, this one included */
+	struct worker *const *peers;   /* every worker, this one included */
 	unsigned worker_count;
 	uint16_t queue;                /* this worker's RX and TX queue on every port */
 	struct rte_ring *handoff[2];   /* per logical port; NULL with one worker */

@@ -62,7 +62,6 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 	uint32_t flow_capacity = (dataplane->flow_capacity + workers - 1) / workers;
 	worker->queue = (uint16_t)id;
 	worker->worker_count = 1;
-	worker->peers = worker;
 	snprintf(name, sizeof(name), "flows%u", id);
 	if ((rc = flow_table_create(&worker->flows, name, flow_capacity, &timeouts,
 				    (int)rte_socket_id())) < 0) {
@@ -127,10 +126,10 @@ worker_resolve_backends(struct worker *worker, struct services *services, char *
 	for (unsigned b = 0; b < services->backend_count; b++) {
 		struct runtime_backend *backend = &services->backends[b];
 		uint16_t next_hop = backend_next_hop(worker, backend->address);
-		/* Every worker adds the same next hops in the same order, so an
+		/* Linked workers add the same next hops in the same order, so an
 		 * index means the same neighbor everywhere (worker_share_neighbor
-		 * relies on it); worker 0 resolves first. */
-		if (worker->id > 0 && next_hop != backend->neighbor) {
+		 * relies on it); worker 0 resolves first (reload.c). */
+		if (worker->worker_count > 1 && worker->id > 0 && next_hop != backend->neighbor) {
 			snprintf(error, error_size, "backend %s: worker %u's next-hop table diverged "
 				 "from worker 0's", backend->name, worker->id);
 			return -EINVAL;
@@ -148,17 +147,18 @@ worker_resolve_backends(struct worker *worker, struct services *services, char *
 }
 
 int
-worker_link(struct worker *workers, unsigned count, char *error, size_t error_size)
+worker_link(struct worker *const *workers, unsigned count, char *error, size_t error_size)
 {
 	for (unsigned w = 0; w < count; w++) {
-		workers[w].peers = workers;
-		workers[w].worker_count = count;
+		struct worker *worker = workers[w];
+		worker->peers = workers;
+		worker->worker_count = count;
 		for (unsigned p = 0; count > 1 && p < 2; p++) {
 			char name[32];
-			snprintf(name, sizeof(name), "handoff%u.%u", w, p);
-			workers[w].handoff[p] = rte_ring_create(name, HANDOFF_RING, (int)rte_socket_id(),
-								RING_F_SC_DEQ);
-			if (!workers[w].handoff[p]) {
+			snprintf(name, sizeof(name), "handoff%u.%u", worker->id, p);
+			worker->handoff[p] = rte_ring_create(name, HANDOFF_RING, (int)rte_socket_id(),
+							     RING_F_SC_DEQ);
+			if (!worker->handoff[p]) {
 				snprintf(error, error_size, "handoff ring of worker %u: out of memory", w);
 				return -ENOMEM;
 			}
@@ -210,7 +210,7 @@ static void
 tell_peers(struct worker *worker, struct worker_message *message)
 {
 	for (unsigned w = 0; w < worker->worker_count; w++) {
-		struct worker *peer = &worker->peers[w];
+		struct worker *peer = worker->peers[w];
 		if (peer == worker)
 			continue;
 		/* a full ring loses the news, not a packet: the peer learns the
@@ -265,7 +265,7 @@ worker_receive(struct worker *worker, unsigned port, struct rte_mbuf **packets, 
 	for (unsigned w = 0; w < worker->worker_count; w++) {
 		if (their_count[w] == 0)
 			continue;
-		unsigned sent = rte_ring_enqueue_burst(worker->peers[w].handoff[port],
+		unsigned sent = rte_ring_enqueue_burst(worker->peers[w]->handoff[port],
 						       (void *const *)theirs[w], their_count[w], NULL);
 		worker->stats.handoff_sent += sent;
 		for (unsigned i = sent; i < their_count[w]; i++)

@@ -35,7 +35,7 @@ int worker_resolve_backends(struct worker *worker, struct services *services,
  * each gets the handoff rings steer.h's frames reach it by.  0 or -ENOMEM
  * with `error` filled.  Main lcore, after worker_init() of all, before launch.
  */
-int worker_link(struct worker *workers, unsigned count, char *error, size_t error_size);
+int worker_link(struct worker *const *workers, unsigned count, char *error, size_t error_size);
 
 /* What the loop does with a received burst: steer what other workers own to
  * them (steer.h), run the pipeline on the rest. */

@@ -53,6 +53,7 @@
 #include "maglev.h"
 #include "nat.h"
 #include "pipeline.h"
+#include "steer.h"
 #include "synproxy.h"
 #include "worker.h"
 #include "../unit/packet_builder.h"
@@ -69,7 +70,8 @@
 
 enum scenario {
 	SCENARIO_ESTABLISHED, SCENARIO_NEW_SOURCE_IP, SCENARIO_SSL_SESSION,
-	SCENARIO_PERSIST_LOOKUP, SCENARIO_MAGLEV, SCENARIO_OVERHEAD, SCENARIO_COUNT
+	SCENARIO_PERSIST_LOOKUP, SCENARIO_MAGLEV, SCENARIO_OVERHEAD, SCENARIO_SCALING,
+	SCENARIO_COUNT
 };
 
 static const char *const scenario_names[SCENARIO_COUNT] = {
@@ -79,6 +81,7 @@ static const char *const scenario_names[SCENARIO_COUNT] = {
 	[SCENARIO_PERSIST_LOOKUP] = "persist-lookup",
 	[SCENARIO_MAGLEV] = "maglev",
 	[SCENARIO_OVERHEAD] = "overhead",
+	[SCENARIO_SCALING] = "scaling",
 };
 
 struct options {
@@ -87,6 +90,7 @@ struct options {
 	bool quick;
 	bool thp;                  /* madvise(MADV_HUGEPAGE) the EAL memory when not on hugetlbfs */
 	unsigned lcore;
+	int second_lcore;          /* scaling: the second worker's CPU; -1: another one */
 	uint64_t seed;
 	unsigned flow_sizes[8], flow_size_count;   /* --flows: established table sizes */
 	const char *json_path, *markdown_path, *fixtures;
@@ -105,7 +109,7 @@ struct result {
 	json_t *extra;             /* scenario-specific details, or NULL */
 };
 
-static struct options options = { .runs = 5, .thp = true, .seed = 0x7e7e7e7e };
+static struct options options = { .runs = 5, .thp = true, .seed = 0x7e7e7e7e, .second_lcore = -1 };
 static struct result results[RESULTS_MAX];
 static unsigned result_count;
 static bool all_checks_held = true;
@@ -329,8 +333,8 @@ static const struct rte_ether_addr private_mac = {{ 0x02, 0xaa, 0, 0, 0, 0x02 }}
  * over BACKENDS backends, with the given table sizes.  0 or -1 (said why).
  */
 static int
-bench_worker_create(struct bench_worker *bench, const char *persistence, uint32_t flow_capacity,
-		    uint32_t session_capacity, uint32_t binding_capacity)
+bench_worker_create_id(struct bench_worker *bench, unsigned id, const char *persistence,
+		       uint32_t flow_capacity, uint32_t session_capacity, uint32_t binding_capacity)
 {
 	char text[4096], backends[1024] = "";
 	struct config_errors errors;
@@ -373,7 +377,7 @@ bench_worker_create(struct bench_worker *bench, const char *persistence, uint32_
 		fprintf(stderr, "tether-bench: services_build failed\n");
 		return -1;
 	}
-	if (worker_init(&bench->worker, 0, &bench->config, &bench->services, mempool, ports,
+	if (worker_init(&bench->worker, id, &bench->config, &bench->services, mempool, ports,
 			error, sizeof(error)) < 0) {
 		fprintf(stderr, "tether-bench: worker_init: %s\n", error);
 		return -1;
@@ -389,6 +393,15 @@ bench_worker_create(struct bench_worker *bench, const char *persistence, uint32_
 	}
 	bench->ready = true;
 	return 0;
+}
+
+/* The usual single worker (id 0: its tables' names). */
+static int
+bench_worker_create(struct bench_worker *bench, const char *persistence, uint32_t flow_capacity,
+		    uint32_t session_capacity, uint32_t binding_capacity)
+{
+	return bench_worker_create_id(bench, 0, persistence, flow_capacity, session_capacity,
+				      binding_capacity);
 }
 
 static void
@@ -433,9 +446,17 @@ struct flow_set {
 	uint16_t *backend_port;
 };
 
-/* Flow i: client 10.0.0.0 + 1 + i/4, port 40000 + i%4 (four connections a client). */
-static inline uint32_t flow_client(uint32_t i) { return rte_cpu_to_be_32(0x0a000001u + (i >> 2)); }
-static inline uint16_t flow_client_port(uint32_t i) { return rte_cpu_to_be_16((uint16_t)(40000 + (i & 3))); }
+/*
+ * Clients.  A million flows need more client addresses than the documentation
+ * ranges hold, so these in-process frames, which never reach a wire, use the
+ * benchmarking range 198.18.0.0/15 (RFC 2544; 131,072 addresses).
+ * Flow i: client 198.18.0.0 + i/8, port 40000 + i%8 (eight connections a client).
+ */
+#define BENCH_CLIENTS      0xc6120000u   /* 198.18.0.0, host order */
+#define BENCH_CLIENT_COUNT 131072u
+static inline uint32_t bench_client(uint64_t n) { return rte_cpu_to_be_32(BENCH_CLIENTS + (uint32_t)(n % BENCH_CLIENT_COUNT)); }
+static inline uint32_t flow_client(uint32_t i) { return bench_client(i >> 3); }
+static inline uint16_t flow_client_port(uint32_t i) { return rte_cpu_to_be_16((uint16_t)(40000 + (i & 7))); }
 
 static struct test_frame forward_template[3], reverse_template[3];
 enum { TEMPLATE_HANDSHAKE, TEMPLATE_ACK_SYNACK, TEMPLATE_DATA };
@@ -445,16 +466,16 @@ static void
 build_templates(void)
 {
 	builder_ipv4(&forward_template[TEMPLATE_HANDSHAKE], &(struct test_tuple){
-		"10.0.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_SYN_FLAG, 0 });
+		"198.18.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_SYN_FLAG, 0 });
 	builder_ipv4(&forward_template[TEMPLATE_ACK_SYNACK], &(struct test_tuple){
-		"10.0.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_ACK_FLAG, 0 });
+		"198.18.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_ACK_FLAG, 0 });
 	builder_ipv4(&forward_template[TEMPLATE_DATA], &(struct test_tuple){
-		"10.0.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 6 });
+		"198.18.0.1", VIP, 40000, VIP_PORT, IPPROTO_TCP, RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 6 });
 	builder_ipv4(&reverse_template[TEMPLATE_ACK_SYNACK], &(struct test_tuple){
-		"198.51.100.131", "10.0.0.1", 443, 40000, IPPROTO_TCP,
+		"198.51.100.131", "198.18.0.1", 443, 40000, IPPROTO_TCP,
 		RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 0 });
 	builder_ipv4(&reverse_template[TEMPLATE_DATA], &(struct test_tuple){
-		"198.51.100.131", "10.0.0.1", 443, 40000, IPPROTO_TCP, RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 6 });
+		"198.51.100.131", "198.18.0.1", 443, 40000, IPPROTO_TCP, RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 6 });
 }
 
 /*
@@ -658,8 +679,8 @@ bench_new_source_ip(void)
 		for (uint32_t first = 0; first < per_run; first += BURST) {
 			alloc_burst(burst, BURST);
 			for (unsigned k = 0; k < BURST; k++) {
-				/* every client is new: 10.128.0.0/9, one per connection */
-				uint32_t client = rte_cpu_to_be_32(0x0a800001u + run * per_run + first + k);
+				/* every client is new within a run (the last run's expired) */
+				uint32_t client = bench_client(first + k);
 				mbuf_load_tuple(burst[k], &forward_template[TEMPLATE_HANDSHAKE], client,
 						rte_cpu_to_be_16((uint16_t)(1024 + rng_below(60000))),
 						builder_address(VIP), rte_cpu_to_be_16(VIP_PORT));
@@ -1059,8 +1080,9 @@ bench_tls_case(bool resume, uint64_t *client_counter)
 			for (unsigned c = 0; c < BURST; c++) {
 				struct tls_connection *connection = &group[c];
 				uint64_t n = (*client_counter)++;
-				connection->client = rte_cpu_to_be_32(0x0a000001u + (uint32_t)n);
-				connection->port = rte_cpu_to_be_16((uint16_t)(1024 + rng_below(60000)));
+				/* a new address while there are any, then new ports */
+				connection->client = bench_client(n);
+				connection->port = rte_cpu_to_be_16((uint16_t)(1024 + (n / BENCH_CLIENT_COUNT) % 60000));
 				connection->isn = (uint32_t)rng_next();
 				connection->backend_isn = (uint32_t)rng_next();
 				connection->hello_length = first_record_length(&client_stream);
@@ -1362,6 +1384,219 @@ write_json(const char *path, const char *model, int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------ */
+/* scenario: two workers on two cores                                       */
+
+/*
+ * The established scenario once more, with the flows split between two
+ * workers the way steer.h splits clients: each worker runs on its own lcore
+ * and pushes only its own clients' frames through worker_receive() (the
+ * steering step, then the pipeline), as a NIC whose RSS hashes the client
+ * address would deliver them, so nothing is handed over.  The baseline is one
+ * worker running the same loop over all the flows on one lcore.  Here the
+ * whole loop is timed, frame writes included, on both sides: the ratio
+ * compares like with like, and the per-packet figures are not those of the
+ * "established" rows.  Two workers are linked (handoff rings, peers), so any
+ * shared write on the read path would show up as a ratio well below 2.
+ */
+struct lane {
+	struct bench_worker *bench;
+	struct flow_set set;
+	uint64_t packets;          /* per run */
+	uint64_t seed;
+	uint64_t cycles;           /* the last run's, whole loop */
+	bool ok;
+};
+
+static inline uint32_t
+lane_random_below(uint64_t *state, uint32_t n)
+{
+	*state += 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(((splitmix64(*state) >> 32) * n) >> 32);
+}
+
+static int
+lane_run(void *arg)
+{
+	struct lane *lane = arg;
+	struct worker *worker = &lane->bench->worker;
+	struct rte_mbuf *burst[BURST];
+	struct outputs out;
+
+	lane->ok = rte_pktmbuf_alloc_bulk(mempool, burst, BURST) == 0;
+	if (!lane->ok)
+		return 0;
+	uint64_t start = rte_rdtsc();
+	for (uint64_t sent = 0; sent < lane->packets; sent += BURST) {
+		unsigned direction = (unsigned)(sent / BURST) & 1;
+		unsigned port = direction == FLOW_FORWARD ? PORT_PUBLIC : PORT_PRIVATE;
+		for (unsigned k = 0; k < BURST; k++) {
+			uint32_t i = lane_random_below(&lane->seed, lane->set.count);
+			if (direction == FLOW_FORWARD)
+				mbuf_load_tuple(burst[k], &forward_template[TEMPLATE_DATA], lane->set.client[i],
+						lane->set.client_port[i], builder_address(VIP),
+						rte_cpu_to_be_16(VIP_PORT));
+			else
+				mbuf_load_tuple(burst[k], &reverse_template[TEMPLATE_DATA], lane->set.backend[i],
+						lane->set.backend_port[i], lane->set.client[i],
+						lane->set.client_port[i]);
+		}
+		worker->now = worker_clock();
+		worker_receive(worker, port, burst, BURST);
+		take_outputs(worker, &out);
+		unsigned to = direction == FLOW_FORWARD ? PORT_PRIVATE : PORT_PUBLIC;
+		if (out.count[to] != BURST || out.count[to ^ 1] != 0) {
+			lane->ok = false;
+			free_outputs(&out);
+			return 0;
+		}
+		memcpy(burst, out.frames[to], sizeof(burst));
+	}
+	lane->cycles = rte_rdtsc() - start;
+	rte_pktmbuf_free_bulk(burst, BURST);
+	return 0;
+}
+
+static bool
+lane_alloc(struct lane *lane, uint32_t count)
+{
+	lane->bench = calloc(1, sizeof(*lane->bench));
+	lane->set.count = count;
+	lane->set.client = malloc(sizeof(uint32_t) * count);
+	lane->set.client_port = malloc(sizeof(uint16_t) * count);
+	lane->set.backend = malloc(sizeof(uint32_t) * count);
+	lane->set.backend_port = malloc(sizeof(uint16_t) * count);
+	return lane->bench && lane->set.client && lane->set.client_port && lane->set.backend &&
+	       lane->set.backend_port;
+}
+
+static void
+lane_free(struct lane *lane)
+{
+	if (lane->bench)
+		bench_worker_free(lane->bench);
+	free(lane->bench);
+	free(lane->set.client);
+	free(lane->set.client_port);
+	free(lane->set.backend);
+	free(lane->set.backend_port);
+	memset(lane, 0, sizeof(*lane));
+}
+
+/* A lane for worker `id` of `workers` holding the flows among the first
+ * `flow_count` whose client steer.h gives it; its flows opened. */
+static bool
+lane_open(struct lane *lane, unsigned id, unsigned workers, uint32_t flow_count,
+	  uint64_t packets, struct result *result)
+{
+	uint32_t mine = 0;
+
+	for (uint32_t i = 0; i < flow_count; i++)
+		mine += steer_slot(flow_client(i), workers) == id;
+	if (!lane_alloc(lane, mine) ||
+	    bench_worker_create_id(lane->bench, id + 2, "{ \"mode\": \"none\" }", mine, 1024, 16) < 0)
+		return check(result, false, "setup");
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < flow_count; i++) {
+		if (steer_slot(flow_client(i), workers) != id)
+			continue;
+		lane->set.client[n] = flow_client(i);
+		lane->set.client_port[n++] = flow_client_port(i);
+	}
+	lane->packets = packets;
+	lane->seed = options.seed + id;
+	return open_flows(lane->bench, &lane->set, result);
+}
+
+static void
+bench_scaling_size(uint32_t flow_count, uint64_t packets_per_run)
+{
+	char label[32];
+	struct lane lanes[2] = { 0 };
+	unsigned second = options.second_lcore >= 0 ? (unsigned)options.second_lcore :
+			  rte_get_next_lcore(rte_lcore_id(), 1, 1);
+
+	if (second >= RTE_MAX_LCORE || second == rte_lcore_id() || !rte_lcore_is_enabled(second)) {
+		fprintf(stderr, "tether-bench: scaling not measured: this machine has one CPU\n");
+		return;
+	}
+	if (flow_count >= 1000000)
+		snprintf(label, sizeof(label), "%uM flows", flow_count / 1000000);
+	else
+		snprintf(label, sizeof(label), "%uK flows", flow_count / 1000);
+	struct result *one = result_add("scaling", "packet", packets_per_run,
+					"%s, 1 worker (whole loop)", label);
+	struct result *two = result_add("scaling", "packet", packets_per_run,
+					"%s, 2 workers on 2 lcores", label);
+
+	/* one worker, all the flows */
+	if (lane_open(&lanes[0], 0, 1, flow_count, packets_per_run, one)) {
+		for (unsigned run = 0; run <= options.runs; run++) {
+			lane_run(&lanes[0]);
+			if (!check(one, lanes[0].ok, "every packet comes out on the other side"))
+				break;
+			if (run > 0)
+				result_sample(one, lanes[0].cycles, packets_per_run);
+		}
+	}
+	lane_free(&lanes[0]);
+
+	/* two linked workers, each its own clients and half the packets */
+	struct worker *linked[2];
+	char error[128];
+	for (unsigned w = 0; w < 2; w++)
+		if (!lane_open(&lanes[w], w, 2, flow_count, packets_per_run / 2, two))
+			goto out;
+	linked[0] = &lanes[0].bench->worker;
+	linked[1] = &lanes[1].bench->worker;
+	/* lane_open gave the workers ids 2 and 3 (table names); steering wants 0 and 1 */
+	linked[0]->id = 0;
+	linked[1]->id = 1;
+	if (worker_link(linked, 2, error, sizeof(error)) < 0) {
+		check(two, false, error);
+		goto out;
+	}
+	for (unsigned run = 0; run <= options.runs; run++) {
+		if (rte_eal_remote_launch(lane_run, &lanes[1], second) != 0) {
+			check(two, false, "launching the second lcore");
+			break;
+		}
+		lane_run(&lanes[0]);
+		rte_eal_wait_lcore(second);
+		if (!check(two, lanes[0].ok && lanes[1].ok, "every packet comes out on the other side"))
+			break;
+		uint64_t slowest = RTE_MAX(lanes[0].cycles, lanes[1].cycles);
+		if (run > 0)
+			result_sample(two, slowest, lanes[0].packets + lanes[1].packets);
+	}
+	check(two, linked[0]->stats.handoff_sent + linked[1]->stats.handoff_sent == 0,
+	      "every frame reached its owner directly (nothing handed over)");
+	double low, high, one_median = median_of(one, &low, &high), two_median = median_of(two, &low, &high);
+	if (two_median > 0 && one_median > 0) {
+		two->extra = json_pack("{s:f, s:I, s:I, s:I}", "speedup", one_median / two_median,
+				       "second_lcore", (json_int_t)second,
+				       "flows_worker0", (json_int_t)lanes[0].set.count,
+				       "flows_worker1", (json_int_t)lanes[1].set.count);
+		snprintf(two->name, sizeof(two->name), "%s, 2 workers on 2 lcores: x%.2f", label,
+			 one_median / two_median);
+	}
+out:
+	for (unsigned w = 0; w < 2; w++)
+		lane_free(&lanes[w]);
+}
+
+static void
+bench_scaling(void)
+{
+	if (options.quick) {
+		bench_scaling_size(10000, 1 << 16);
+		return;
+	}
+	bench_scaling_size(1000, 1 << 21);
+	bench_scaling_size(100000, 1 << 21);
+	bench_scaling_size(1000000, 1 << 21);
+}
+
+/* ------------------------------------------------------------------------ */
 /* EAL and main                                                             */
 
 static void
@@ -1370,18 +1605,19 @@ usage(FILE *file)
 	fprintf(file,
 		"usage: tether-bench [--scenario NAME]... [--runs N] [--quick] [--json FILE]\n"
 		"                    [--markdown FILE] [--fixtures DIR] [--flows N]... [--lcore N]\n"
-		"                    [--seed N] [--no-thp]\n"
+		"                    [--second-lcore N] [--seed N] [--no-thp]\n"
 		"\n"
 		"Pushes bursts of 32 real mbufs through pipeline_process_burst() and reports\n"
 		"cycles, ns and rate per packet (or connection, lookup, build): the median of\n"
 		"N runs (default 5) after a warm-up run.  Exits 1 when a check failed.\n"
 		"\n"
 		"scenarios (default: all): established, new-source-ip, ssl-session,\n"
-		"  persist-lookup, maglev, overhead\n"
+		"  persist-lookup, maglev, overhead, scaling (1 worker vs 2 on two CPUs)\n"
 		"  --quick         small tables and short runs (the ctest smoke test)\n"
 		"  --fixtures DIR  TLS fixtures (default: fixtures/tls, else tests/fixtures/tls)\n"
 		"  --flows N       established: this table size instead of 1K, 100K, 1M (repeatable)\n"
 		"  --lcore N       the CPU to run on (default 0)\n"
+		"  --second-lcore N  scaling: the second worker's CPU (default: another one)\n"
 		"  --no-thp        leave EAL memory on 4 KiB pages (no madvise(MADV_HUGEPAGE))\n");
 }
 
@@ -1394,6 +1630,7 @@ parse_options(int argc, char **argv)
 		{ "markdown", required_argument, NULL, 'm' }, { "fixtures", required_argument, NULL, 'f' },
 		{ "lcore", required_argument, NULL, 'l' }, { "seed", required_argument, NULL, 'S' },
 		{ "no-thp", no_argument, NULL, 'T' }, { "flows", required_argument, NULL, 'F' },
+		{ "second-lcore", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1428,6 +1665,7 @@ parse_options(int argc, char **argv)
 		case 'm': options.markdown_path = optarg; break;
 		case 'f': options.fixtures = optarg; break;
 		case 'l': options.lcore = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'L': options.second_lcore = (int)strtol(optarg, NULL, 10); break;
 		case 'S': options.seed = strtoull(optarg, NULL, 0); break;
 		case 'T': options.thp = false; break;
 		case 'F': {
@@ -1529,7 +1767,7 @@ anon_huge_kib(void)
 int
 main(int argc, char **argv)
 {
-	char prefix[64], lcores[16], model[128];
+	char prefix[64], lcores[32], main_lcore[32], model[128];
 	bool hugetlbfs;
 
 	if (parse_options(argc, argv) < 0)
@@ -1538,10 +1776,21 @@ main(int argc, char **argv)
 	 * --quick far less): use hugepages when that much is free */
 	hugetlbfs = free_hugepage_mib() >= (options.quick ? 768u : 2560u);
 	snprintf(prefix, sizeof(prefix), "--file-prefix=tether-bench-%d", (int)getpid());
-	snprintf(lcores, sizeof(lcores), "%u", options.lcore);
-	char *eal[16] = { argv[0], "-l", lcores, "--no-shconf", "--no-pci", "--log-level=error",
-			  prefix, "-m", options.quick ? "512" : "2048" };
-	int eal_count = 9;
+	/* the main lcore runs every scenario; scaling adds a second worker on
+	 * another CPU when there is one */
+	unsigned second = options.second_lcore >= 0 ? (unsigned)options.second_lcore :
+			  options.lcore == 0 ? 1 : 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (options.scenarios[SCENARIO_SCALING] && second != options.lcore && (long)second < cpus) {
+		options.second_lcore = (int)second;
+		snprintf(lcores, sizeof(lcores), "%u,%u", options.lcore, second);
+	} else {
+		snprintf(lcores, sizeof(lcores), "%u", options.lcore);
+	}
+	snprintf(main_lcore, sizeof(main_lcore), "--main-lcore=%u", options.lcore);
+	char *eal[16] = { argv[0], "-l", lcores, main_lcore, "--no-shconf", "--no-pci",
+			  "--log-level=error", prefix, "-m", options.quick ? "512" : "2048" };
+	int eal_count = 10;
 	if (!hugetlbfs)
 		eal[eal_count++] = "--no-huge";
 	refuse_nohuge_memfd = !hugetlbfs && options.thp;
@@ -1591,6 +1840,8 @@ main(int argc, char **argv)
 		bench_maglev();
 	if (options.scenarios[SCENARIO_OVERHEAD])
 		bench_overhead();
+	if (options.scenarios[SCENARIO_SCALING])
+		bench_scaling();
 
 	if (!hugetlbfs && advised)
 		snprintf(memory_mode + strlen(memory_mode), sizeof(memory_mode) - strlen(memory_mode),

@@ -383,10 +383,10 @@ static void
 test_table_is_identical_across_machines_and_versions(void **state)
 {
 	static const struct maglev_backend backends[] = {
-		{ .name = "10.0.0.1:80", .weight = 1, .active = true },
-		{ .name = "10.0.0.2:80", .weight = 2, .active = true },
-		{ .name = "10.0.0.3:80", .weight = 1, .active = false },
-		{ .name = "10.0.0.4:80", .weight = 5, .active = true },
+		{ .name = "198.51.100.1:80", .weight = 1, .active = true },
+		{ .name = "198.51.100.2:80", .weight = 2, .active = true },
+		{ .name = "198.51.100.3:80", .weight = 1, .active = false },
+		{ .name = "198.51.100.4:80", .weight = 5, .active = true },
 	};
 	struct maglev_table table;
 	uint64_t fingerprint = UINT64_C(0xcbf29ce484222325);
