@@ -12,6 +12,8 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang
   libdpdk-dev libjansson-dev libssl-dev libcmocka-dev libpcap-dev libnuma-dev
+  # fuzzing (scripts/fuzz.sh): clang-14 and its libFuzzer / sanitizer runtimes
+  clang-14 libclang-rt-14-dev
   # lab, demo and tests
   iproute2 ethtool iputils-ping curl openssl python3 procps psmisc nftables
   # the lab comparison (scripts/bench.sh --compare): the peers it runs in tl-lb
