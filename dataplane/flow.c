@@ -8,11 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <rte_byteorder.h>
+#include <rte_common.h>
 #include <rte_cycles.h>
-#include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
 #include <rte_tcp.h>
 
 static const char *const state_names[FLOW_STATE_COUNT] = {
@@ -32,30 +37,148 @@ flow_state_name(enum flow_state state)
 	return (unsigned)state < FLOW_STATE_COUNT ? state_names[state] : "unknown";
 }
 
+/* CRC32 of the 16 key bytes, as rte_hash_crc computes it (two 8-byte steps). */
+static inline uint32_t
+key_hash(const struct flow_key *key)
+{
+	uint64_t words[2];
+
+	memcpy(words, key, sizeof(words));
+	return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
+}
+
+/* The tag of a hash: its high 16 bits, mixed so they do not repeat the bucket
+ * index bits of a large table.  Never 0 is not needed: `used` says which
+ * slots hold keys. */
+static inline uint16_t
+hash_tag(uint32_t hash)
+{
+	return (uint16_t)((hash * 0x9e3779b1u) >> 16);
+}
+
+/* Slots of `bucket` that hold a key tagged `tag`: bit 2 * slot set. */
+static inline uint32_t
+bucket_matches(const struct flow_bucket *bucket, uint16_t tag)
+{
+#if defined(__SSE2__)
+	__m128i tags = _mm_load_si128((const __m128i *)bucket->tags);
+	uint32_t equal = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi16(tags, _mm_set1_epi16((short)tag)));
+	return equal & bucket->used;
+#else
+	uint32_t matches = 0;
+	for (unsigned slot = 0; slot < FLOW_BUCKET_SLOTS; slot++)
+		if (bucket->tags[slot] == tag)
+			matches |= 1u << (2 * slot);
+	return matches & bucket->used;
+#endif
+}
+
+#define BUCKET_FULL 0x5555u   /* every slot's bit in `used` */
+
+/* True when `reference`'s entry has `key` in that direction.  The forward key
+ * (client, vip) starts 4 bytes after the reverse key (backend, client) in the
+ * entry, and its ports 2 bytes after (flow.h). */
+static inline bool
+flow_key_matches(const struct flow_table *table, uint32_t reference, const struct flow_key *key)
+{
+	const struct flow *flow = &table->flows[reference >> 1];
+	unsigned forward = (~reference & 1);
+	uint64_t addresses, key_addresses;
+	uint32_t ports, key_ports;
+
+	memcpy(&addresses, (const uint8_t *)&flow->backend_address + 4 * forward, 8);
+	memcpy(&ports, (const uint8_t *)&flow->backend_port + 2 * forward, 4);
+	memcpy(&key_addresses, key, 8);
+	memcpy(&key_ports, &key->source_port, 4);
+	return ((addresses ^ key_addresses) | (ports ^ key_ports) |
+		(uint32_t)(flow->protocol ^ key->protocol)) == 0;
+}
+
+/* The whole probe: home bucket, then on while the buckets passed overflowed. */
+static uint32_t
+lookup_hashed(const struct flow_table *table, const struct flow_key *key, uint32_t hash)
+{
+	uint16_t tag = hash_tag(hash);
+
+	for (uint32_t b = hash & table->bucket_mask;; b = (b + 1) & table->bucket_mask) {
+		const struct flow_bucket *bucket = &table->buckets[b];
+		for (uint32_t matches = bucket_matches(bucket, tag); matches; matches &= matches - 1) {
+			uint32_t reference = bucket->references[__builtin_ctz(matches) >> 1];
+			if (flow_key_matches(table, reference, key))
+				return reference;
+		}
+		if (bucket->overflow == 0)
+			return UINT32_MAX;
+	}
+}
+
+/* Store `reference` under `hash`: the first bucket from its home with a free
+ * slot; every full bucket passed counts one more overflow.  The caller made
+ * sure the key is not there; the table's size guarantees a free slot. */
+static void
+slot_add(struct flow_table *table, uint32_t hash, uint32_t reference)
+{
+	uint32_t b = hash & table->bucket_mask;
+
+	while (table->buckets[b].used == BUCKET_FULL) {
+		table->buckets[b].overflow++;
+		b = (b + 1) & table->bucket_mask;
+	}
+	struct flow_bucket *bucket = &table->buckets[b];
+	unsigned slot = (unsigned)__builtin_ctz(~(uint32_t)bucket->used & BUCKET_FULL) >> 1;
+	bucket->tags[slot] = hash_tag(hash);
+	bucket->references[slot] = reference;
+	bucket->used |= (uint16_t)(1u << (2 * slot));
+}
+
+/* Remove the slot holding `reference` under `hash`, undoing slot_add's
+ * overflow counts.  A reference that is not there changes nothing. */
+static void
+slot_remove(struct flow_table *table, uint32_t hash, uint32_t reference)
+{
+	uint16_t tag = hash_tag(hash);
+	uint32_t home = hash & table->bucket_mask;
+
+	for (uint32_t b = home;; b = (b + 1) & table->bucket_mask) {
+		struct flow_bucket *bucket = &table->buckets[b];
+		for (uint32_t matches = bucket_matches(bucket, tag); matches; matches &= matches - 1) {
+			unsigned slot = (unsigned)__builtin_ctz(matches) >> 1;
+			if (bucket->references[slot] != reference)
+				continue;
+			bucket->used &= (uint16_t)~(1u << (2 * slot));
+			for (uint32_t passed = home; passed != b; passed = (passed + 1) & table->bucket_mask)
+				table->buckets[passed].overflow--;
+			return;
+		}
+		if (bucket->overflow == 0)
+			return;
+	}
+}
+
 int
 flow_table_create(struct flow_table *table, const char *name, uint32_t capacity,
 		  const struct flow_timeouts *timeouts, int socket)
 {
 	uint64_t hz = rte_get_tsc_hz();
-	struct rte_hash_parameters parameters = {
-		.name = name,
-		/* two keys per flow; the extendable table guarantees every key fits */
-		.entries = capacity * 2,
-		.key_len = sizeof(struct flow_key),
-		.hash_func = rte_hash_crc,
-		.socket_id = socket,
-		.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE,
-	};
+	/* two keys per flow, at most half the slots used: short probes, and an
+	 * insert always finds a free slot */
+	uint32_t buckets = rte_align32pow2(capacity * 4 / FLOW_BUCKET_SLOTS);
+	char label[64];
 
 	memset(table, 0, sizeof(*table));
-	table->hash = rte_hash_create(&parameters);
-	table->flows = rte_zmalloc_socket("flows", sizeof(struct flow) * capacity,
+	if (buckets == 0)
+		buckets = 1;
+	snprintf(label, sizeof(label), "%s_buckets", name);
+	table->buckets = rte_zmalloc_socket(label, sizeof(struct flow_bucket) * buckets,
+					    RTE_CACHE_LINE_SIZE, socket);
+	table->flows = rte_zmalloc_socket(name, sizeof(struct flow) * capacity,
 					  RTE_CACHE_LINE_SIZE, socket);
 	table->free_stack = rte_malloc_socket("flow_free", sizeof(uint32_t) * capacity, 0, socket);
-	if (!table->hash || !table->flows || !table->free_stack) {
+	if (!table->buckets || !table->flows || !table->free_stack) {
 		flow_table_destroy(table);
 		return -ENOMEM;
 	}
+	table->bucket_mask = buckets - 1;
 	table->capacity = capacity;
 	/* Hand out low indexes first: a small table stays in few cache lines. */
 	for (uint32_t i = 0; i < capacity; i++)
@@ -75,65 +198,86 @@ flow_table_create(struct flow_table *table, const char *name, uint32_t capacity,
 void
 flow_table_destroy(struct flow_table *table)
 {
-	rte_hash_free(table->hash);
+	rte_free(table->buckets);
 	rte_free(table->flows);
 	rte_free(table->free_stack);
 	memset(table, 0, sizeof(*table));
 }
 
+#define REFERENCE_PROBE (UINT32_MAX - 1)   /* bulk: the home bucket did not settle it */
+
 int
 flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
 		 unsigned count, uint32_t *references)
 {
-	void *data[RTE_HASH_LOOKUP_BULK_MAX];
-	uint64_t hits = 0;
+	uint32_t hashes[FLOW_LOOKUP_BULK_MAX];
+	int found = 0;
 
-	int found = rte_hash_lookup_bulk_data(table->hash, (const void **)keys, count,
-					      &hits, data);
-	for (unsigned i = 0; i < count; i++)
-		references[i] = (hits >> i) & 1 ? (uint32_t)(uintptr_t)data[i] : UINT32_MAX;
-	return found < 0 ? 0 : found;
+	/* 1: every home bucket on its way */
+	for (unsigned i = 0; i < count; i++) {
+		hashes[i] = key_hash(keys[i]);
+		rte_prefetch0(&table->buckets[hashes[i] & table->bucket_mask]);
+	}
+	/* 2: the one candidate of each home bucket, its entry on its way; more
+	 * than one tag match, or none in a bucket that overflowed, takes the
+	 * whole probe in step 3 */
+	for (unsigned i = 0; i < count; i++) {
+		const struct flow_bucket *bucket = &table->buckets[hashes[i] & table->bucket_mask];
+		uint32_t matches = bucket_matches(bucket, hash_tag(hashes[i]));
+		if (likely(matches && (matches & (matches - 1)) == 0)) {
+			references[i] = bucket->references[__builtin_ctz(matches) >> 1];
+			rte_prefetch0(&table->flows[references[i] >> 1]);
+		} else {
+			references[i] = matches || bucket->overflow ? REFERENCE_PROBE : UINT32_MAX;
+		}
+	}
+	/* 3: confirm each candidate against its entry */
+	for (unsigned i = 0; i < count; i++) {
+		uint32_t reference = references[i];
+		if (reference == UINT32_MAX)
+			continue;
+		if (unlikely(reference == REFERENCE_PROBE || !flow_key_matches(table, reference, keys[i])))
+			reference = lookup_hashed(table, keys[i], hashes[i]);
+		references[i] = reference;
+		found += reference != UINT32_MAX;
+	}
+	return found;
 }
 
 uint32_t
 flow_lookup(const struct flow_table *table, const struct flow_key *key)
 {
-	void *data;
+	return lookup_hashed(table, key, key_hash(key));
+}
 
-	if (rte_hash_lookup_data(table->hash, key, &data) < 0)
-		return UINT32_MAX;
-	return (uint32_t)(uintptr_t)data;
+/* Take the next free entry for `flow`; the caller adds its keys. */
+static uint32_t
+entry_take(struct flow_table *table, const struct flow *flow)
+{
+	uint32_t index = table->free_stack[--table->free_top];
+
+	table->flows[index] = *flow;
+	table->live++;
+	return index;
 }
 
 int
 flow_insert(struct flow_table *table, const struct flow *flow)
 {
 	struct flow_key forward, reverse;
-	int rc;
 
 	if (table->free_top == 0)
 		return -ENOSPC;
 	flow_key_forward(flow, &forward);
 	flow_key_reverse(flow, &reverse);
+	uint32_t forward_hash = key_hash(&forward), reverse_hash = key_hash(&reverse);
 	/* A key already present is a conflict, never an overwrite of a live flow. */
-	if (rte_hash_lookup(table->hash, &forward) >= 0 ||
-	    rte_hash_lookup(table->hash, &reverse) >= 0)
+	if (lookup_hashed(table, &forward, forward_hash) != UINT32_MAX ||
+	    lookup_hashed(table, &reverse, reverse_hash) != UINT32_MAX)
 		return -EEXIST;
-
-	uint32_t index = table->free_stack[table->free_top - 1];
-	rc = rte_hash_add_key_data(table->hash, &forward,
-				   (void *)(uintptr_t)(index << 1 | FLOW_FORWARD));
-	if (rc < 0)
-		return -ENOSPC;
-	rc = rte_hash_add_key_data(table->hash, &reverse,
-				   (void *)(uintptr_t)(index << 1 | FLOW_REVERSE));
-	if (rc < 0) {
-		rte_hash_del_key(table->hash, &forward);
-		return -ENOSPC;
-	}
-	table->free_top--;
-	table->flows[index] = *flow;
-	table->live++;
+	uint32_t index = entry_take(table, flow);
+	slot_add(table, forward_hash, index << 1 | FLOW_FORWARD);
+	slot_add(table, reverse_hash, index << 1 | FLOW_REVERSE);
 	table->changes++;
 	return (int)index;
 }
@@ -146,15 +290,11 @@ flow_insert_forward(struct flow_table *table, const struct flow *flow)
 	if (table->free_top == 0)
 		return -ENOSPC;
 	flow_key_forward(flow, &forward);
-	if (rte_hash_lookup(table->hash, &forward) >= 0)
+	uint32_t hash = key_hash(&forward);
+	if (lookup_hashed(table, &forward, hash) != UINT32_MAX)
 		return -EEXIST;
-	uint32_t index = table->free_stack[table->free_top - 1];
-	if (rte_hash_add_key_data(table->hash, &forward,
-				  (void *)(uintptr_t)(index << 1 | FLOW_FORWARD)) < 0)
-		return -ENOSPC;
-	table->free_top--;
-	table->flows[index] = *flow;
-	table->live++;
+	uint32_t index = entry_take(table, flow);
+	slot_add(table, hash, index << 1 | FLOW_FORWARD);
 	table->changes++;
 	return (int)index;
 }
@@ -165,11 +305,10 @@ flow_add_reverse(struct flow_table *table, uint32_t index)
 	struct flow_key reverse;
 
 	flow_key_reverse(&table->flows[index], &reverse);
-	if (rte_hash_lookup(table->hash, &reverse) >= 0)
+	uint32_t hash = key_hash(&reverse);
+	if (lookup_hashed(table, &reverse, hash) != UINT32_MAX)
 		return -EEXIST;
-	if (rte_hash_add_key_data(table->hash, &reverse,
-				  (void *)(uintptr_t)(index << 1 | FLOW_REVERSE)) < 0)
-		return -ENOSPC;
+	slot_add(table, hash, index << 1 | FLOW_REVERSE);
 	table->changes++;
 	return 0;
 }
@@ -183,10 +322,10 @@ flow_remove(struct flow_table *table, uint32_t index)
 	if (flow->state == FLOW_FREE)
 		return;   /* never free an entry twice: the free stack would overflow */
 	flow_key_forward(flow, &key);
-	rte_hash_del_key(table->hash, &key);
+	slot_remove(table, key_hash(&key), index << 1 | FLOW_FORWARD);
 	if (flow->backend_address) {   /* a flow still binding has no reverse key */
 		flow_key_reverse(flow, &key);
-		rte_hash_del_key(table->hash, &key);
+		slot_remove(table, key_hash(&key), index << 1 | FLOW_REVERSE);
 	}
 	flow->state = FLOW_FREE;
 	table->free_stack[table->free_top++] = index;

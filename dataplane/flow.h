@@ -3,10 +3,20 @@
  * of either direction:
  *   forward key  client -> VIP      (what arrives on the public side)
  *   reverse key  backend -> client  (what the backend sends back)
- * Both keys live in one rte_hash (CRC32 hashing, bulk lookup with prefetch) and
- * carry the entry index with the direction in the low bit, so one lookup per
- * packet finds the flow and tells which way it goes, on either port (which also
- * makes one-arm mode work without special cases).
+ * Both keys live in one hash table and carry the entry index with the
+ * direction in the low bit, so one lookup per packet finds the flow and tells
+ * which way it goes, on either port (which also makes one-arm mode work
+ * without special cases).
+ *
+ * The hash table is flow.c's own, not an rte_hash, because the key is already
+ * in the entry: a bucket is one cache line of 8 slots, each a 16-bit tag of
+ * the key's CRC32 and the reference; a tag match is confirmed against the
+ * entry, which the packet path reads next anyway.  So a lookup touches two
+ * lines (bucket, entry), both prefetched a burst at a time, and no key store.
+ * A full bucket spills into the next one (linear probing by bucket) and counts
+ * the spill in an overflow counter, so a lookup stops at the first bucket
+ * whose counter is zero and a removal needs no tombstone (F14's scheme).  The
+ * table has four slots per key the flows can hold: an insert always finds room.
  *
  * Entries are one cache line, in a preallocated array with a free stack: no
  * allocation after start.  Single writer: the worker lcore that owns the table
@@ -22,7 +32,16 @@
 
 #include <rte_common.h>
 
-struct rte_hash;
+#define FLOW_BUCKET_SLOTS 8
+
+/* One cache line of the key -> reference table (flow.c). */
+struct flow_bucket {
+	uint16_t tags[FLOW_BUCKET_SLOTS];       /* high bits of the key's hash */
+	uint32_t references[FLOW_BUCKET_SLOTS]; /* index << 1 | direction */
+	uint16_t used;             /* bit 2 * slot: that slot holds a key */
+	uint16_t pad;
+	uint32_t overflow;         /* keys that hash here or earlier but live further on */
+} __rte_cache_aligned;
 
 /* LVS-like TCP states; UDP flows use FLOW_UDP. */
 enum flow_state {
@@ -60,14 +79,18 @@ struct flow_key {
 	uint8_t pad[3];
 };
 
+/* backend_address, client, vip and their ports are in this order so that the
+ * forward key's addresses and ports (client, vip) and the reverse key's
+ * (backend, client) are each contiguous: a lookup compares them as one 64-bit
+ * and one 32-bit word (flow_key_matches). */
 struct flow {
 	uint64_t last_seen;        /* TSC of the last packet */
-	uint32_t client;           /* network order */
+	uint32_t backend_address;  /* network order */
+	uint32_t client;
 	uint32_t vip;
-	uint32_t backend_address;
+	uint16_t backend_port;
 	uint16_t client_port;
 	uint16_t vip_port;
-	uint16_t backend_port;
 	uint16_t service;          /* runtime service index */
 	uint16_t backend;          /* runtime backend index (stats, neighbor) */
 	uint8_t protocol;
@@ -89,7 +112,8 @@ struct flow {
 } __rte_cache_aligned;
 
 struct flow_table {
-	struct rte_hash *hash;
+	struct flow_bucket *buckets;
+	uint32_t bucket_mask;      /* bucket count - 1 (a power of two) */
 	struct flow *flows;
 	uint32_t capacity;
 	uint32_t live;
@@ -107,7 +131,7 @@ struct flow_timeouts {
 };
 
 /* Create a table of `capacity` flows on `socket`.  EAL must be up.  Returns 0
- * or a negative errno.  `name` must be unique in the process (rte_hash). */
+ * or a negative errno.  `name` labels its memory. */
 int flow_table_create(struct flow_table *table, const char *name, uint32_t capacity,
 		      const struct flow_timeouts *timeouts, int socket);
 void flow_table_destroy(struct flow_table *table);
@@ -126,8 +150,11 @@ flow_key_reverse(const struct flow *flow, struct flow_key *key)
 				  flow->client_port, flow->protocol, {0} };
 }
 
+#define FLOW_LOOKUP_BULK_MAX 64
+
 /*
- * Look up `count` (<= 64) keys at once.  For each hit, references[i] holds
+ * Look up `count` (<= FLOW_LOOKUP_BULK_MAX) keys at once: all buckets are
+ * prefetched, then all candidate entries, so the misses of a burst overlap.  For each hit, references[i] holds
  * (index << 1 | direction); misses hold UINT32_MAX.  Returns the hit count.
  * Worker lcore; lock-free.
  */

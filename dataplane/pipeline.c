@@ -315,15 +315,12 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 	if (lookups == 0)
 		return;
 
-	/* Stage 2: one bulk lookup (rte_hash prefetches its buckets). */
+	/* Stage 2: one bulk lookup.  It fetches every bucket, then every
+	 * candidate entry, before it reads any: with a big table the burst's
+	 * misses overlap instead of each packet waiting for its own, and the
+	 * entries stage 3 works on are in cache (docs/benchmarking.md). */
 	flow_lookup_bulk(&worker->flows, key_pointers, lookups, references);
 	uint32_t changes = worker->flows.changes;
-	/* the entries are what stage 3 touches first: fetch them all now, or
-	 * with a big table every packet waits for its own miss (374 -> ~160
-	 * cycles/packet at 1 M flows, docs/benchmarking.md) */
-	for (unsigned j = 0; j < lookups; j++)
-		if (references[j] != UINT32_MAX)
-			rte_prefetch0(flow_at(&worker->flows, references[j]));
 
 	/* Stage 3: NAT known flows, admit or drop new ones.  An earlier packet of
 	 * this burst may have created or ended a flow (a handshake ACK and its

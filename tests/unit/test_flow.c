@@ -4,6 +4,7 @@
  * states, and expires idle flows by state timeout.
  */
 #include <errno.h>
+#include <string.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <rte_cycles.h>
+#include <rte_hash_crc.h>
 #include <rte_tcp.h>
 
 #include "eal_fixture.h"
@@ -106,6 +108,63 @@ test_full_table_refuses_new_flows_only(void **state)
 	flow_table_destroy(&table);
 }
 
+/* Keys that do not fit their home bucket spill into the next ones and are
+ * still found from either direction; removing flows in any order keeps the
+ * others findable and leaves no spill count behind (a lookup that stops early
+ * would lose a flow; one that never stops would cost every miss a walk). */
+static void
+test_spilled_keys_are_found_and_removed(void **state)
+{
+	enum { CAPACITY = 256, CROWD = 20 };
+	struct flow_table table;
+	struct flow crowd[CROWD];
+	int index[CROWD];
+	struct flow_key key;
+	unsigned n = 0;
+	(void)state;
+	assert_int_equal(flow_table_create(&table, "t_spill", CAPACITY, &timeouts, 0), 0);
+	/* 20 flows whose forward keys all hash to bucket 0 (8 slots) */
+	for (uint16_t port = 1; n < CROWD; port++) {
+		struct flow flow = make_flow(0xcb00710a, port);
+		uint64_t words[2];
+		flow_key_forward(&flow, &key);
+		memcpy(words, &key, sizeof(words));   /* what flow.c hashes: CRC32 of 16 bytes */
+		if ((rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0)) & table.bucket_mask) == 0)
+			crowd[n++] = flow;
+	}
+	for (unsigned i = 0; i < CROWD; i++) {
+		index[i] = flow_insert(&table, &crowd[i]);
+		assert_true(index[i] >= 0);
+	}
+	assert_true(table.buckets[0].overflow > 0);
+	for (unsigned i = 0; i < CROWD; i++) {
+		flow_key_forward(&crowd[i], &key);
+		assert_int_equal(flow_lookup(&table, &key), (uint32_t)index[i] << 1 | FLOW_FORWARD);
+		flow_key_reverse(&crowd[i], &key);
+		assert_int_equal(flow_lookup(&table, &key), (uint32_t)index[i] << 1 | FLOW_REVERSE);
+	}
+	/* every other one (the first in bucket 0), then the rest */
+	for (unsigned pass = 0; pass < 2; pass++) {
+		for (unsigned i = pass; i < CROWD; i += 2) {
+			flow_remove(&table, (uint32_t)index[i]);
+			flow_key_forward(&crowd[i], &key);
+			assert_int_equal(flow_lookup(&table, &key), UINT32_MAX);
+			for (unsigned j = i + 1; j < CROWD; j++) {
+				flow_key_forward(&crowd[j], &key);
+				if (pass == 1 && j % 2 == 0)
+					continue;   /* removed in the first pass */
+				assert_int_equal(flow_lookup(&table, &key), (uint32_t)index[j] << 1 | FLOW_FORWARD);
+			}
+		}
+	}
+	assert_int_equal(table.live, 0);
+	for (uint32_t b = 0; b <= table.bucket_mask; b++) {
+		assert_int_equal(table.buckets[b].overflow, 0);
+		assert_int_equal(table.buckets[b].used, 0);
+	}
+	flow_table_destroy(&table);
+}
+
 /* SYN -> SYN-ACK -> ACK is established; FIN both ways is close; RST closes. */
 static void
 test_tcp_states(void **state)
@@ -173,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_entry_is_one_cache_line),
 		cmocka_unit_test(test_both_directions_find_the_flow),
 		cmocka_unit_test(test_full_table_refuses_new_flows_only),
+		cmocka_unit_test(test_spilled_keys_are_found_and_removed),
 		cmocka_unit_test(test_tcp_states),
 		cmocka_unit_test(test_expiry_by_state_timeout),
 	};
