@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__SSE2__)
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -44,7 +46,12 @@ key_hash(const struct flow_key *key)
 	uint64_t words[2];
 
 	memcpy(words, key, sizeof(words));
+#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
+	/* the instruction itself: rte_hash_crc_8byte checks which one to use on every call */
+	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(0, words[0]), words[1]);
+#else
 	return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
+#endif
 }
 
 /* The tag of a hash: its high 16 bits, mixed so they do not repeat the bucket
@@ -343,7 +350,7 @@ sequence_plausible(uint32_t last, uint32_t sequence)
 }
 
 bool
-flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
+flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
 	       uint32_t sequence)
 {
 	uint32_t *last = direction == FLOW_FORWARD ? &flow->client_sequence : &flow->backend_sequence;

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <rte_branch_prediction.h>
 #include <rte_common.h>
 
 #define FLOW_BUCKET_SLOTS 8
@@ -191,14 +192,34 @@ flow_at(const struct flow_table *table, uint32_t reference)
 
 #define FLOW_RST_WINDOW 65536   /* a believable RST lies this close to the last sequence seen */
 
+#define FLOW_TCP_FIN_SYN_RST 0x07   /* RTE_TCP_FIN_FLAG | RTE_TCP_SYN_FLAG | RTE_TCP_RST_FLAG */
+
 /*
  * Advance the TCP state machine for a packet with `tcp_flags` and sequence
  * number `sequence` (network order) going `direction`.  Returns false when
  * it ignored a RST whose sequence number is out of window (a blind attacker's,
  * RFC 5961's concern): the flow keeps its state; the endpoint judges the RST.
+ * flow_track_tcp_flags() is the whole machine; flow_track_tcp() adds the
+ * inline fast path of the established-flow packet path.
  */
-bool flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
-		    uint32_t sequence);
+bool flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
+			  uint32_t sequence);
+
+static inline bool
+flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
+	       uint32_t sequence)
+{
+	/* the common case, inline: an established flow's segment without SYN,
+	 * FIN or RST only records its sequence number */
+	if (likely(flow->state == FLOW_TCP_ESTABLISHED && !(tcp_flags & FLOW_TCP_FIN_SYN_RST))) {
+		if (direction == FLOW_FORWARD)
+			flow->client_sequence = sequence;
+		else
+			flow->backend_sequence = sequence;
+		return true;
+	}
+	return flow_track_tcp_flags(flow, direction, tcp_flags, sequence);
+}
 
 /*
  * Expire up to `budget` entries' worth of the table, starting where the last

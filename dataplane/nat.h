@@ -49,17 +49,16 @@ nat_rewrite(uint8_t *ip, uint8_t *l4, uint8_t protocol, unsigned address_offset,
 {
 	uint32_t old_address = nat_load32(ip + address_offset);
 	uint16_t old_port = nat_load16(l4 + port_offset);
-	uint16_t check = nat_load16(ip + NAT_IP_CHECKSUM);
+	/* the address is in both checksums (the L4 one through its pseudo header) */
+	uint32_t address_delta = checksum_delta32(old_address, new_address);
 
-	checksum_replace32(&check, old_address, new_address);
-	nat_store16(ip + NAT_IP_CHECKSUM, check);
+	nat_store16(ip + NAT_IP_CHECKSUM, checksum_apply(nat_load16(ip + NAT_IP_CHECKSUM), address_delta));
 	nat_store32(ip + address_offset, new_address);
 
 	uint8_t *l4_check = l4 + nat_l4_checksum_offset(protocol);
-	check = nat_load16(l4_check);
+	uint16_t check = nat_load16(l4_check);
 	if (protocol == IPPROTO_TCP || check != 0) {
-		checksum_replace32(&check, old_address, new_address);
-		checksum_replace16(&check, old_port, new_port);
+		check = checksum_apply(check, address_delta + checksum_delta16(old_port, new_port));
 		if (protocol == IPPROTO_UDP && check == 0)
 			check = 0xffff;
 		nat_store16(l4_check, check);

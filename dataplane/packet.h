@@ -115,24 +115,41 @@ checksum_compute(const void *data, uint32_t length)
 	return (uint16_t)~checksum_fold(checksum_partial(data, length, 0));
 }
 
+/* RFC 1624 eqn. 3 in two parts: what a field changing from `old_value` to
+ * `new_value` (both network order) adds to a checksum, and a checksum with
+ * such additions applied.  Several changes covered by one checksum add their
+ * deltas first and fold once. */
+static inline uint32_t
+checksum_delta32(uint32_t old_value, uint32_t new_value)
+{
+	return (uint32_t)(uint16_t)~old_value + (uint16_t)~(old_value >> 16) +
+	       (new_value & 0xffff) + (new_value >> 16);
+}
+
+static inline uint32_t
+checksum_delta16(uint16_t old_value, uint16_t new_value)
+{
+	return (uint32_t)(uint16_t)~old_value + new_value;
+}
+
+static inline uint16_t
+checksum_apply(uint16_t check, uint32_t delta)
+{
+	return (uint16_t)~checksum_fold((uint32_t)(uint16_t)~check + delta);
+}
+
 /* Update checksum field *check (network order) for a 32-bit field changing
- * from `old_value` to `new_value` (both network order).  RFC 1624 eqn. 3. */
+ * from `old_value` to `new_value` (both network order). */
 static inline void
 checksum_replace32(uint16_t *check, uint32_t old_value, uint32_t new_value)
 {
-	uint32_t sum = (uint16_t)~*check;
-	sum += (uint16_t)~old_value + (uint16_t)~(old_value >> 16);
-	sum += (new_value & 0xffff) + (new_value >> 16);
-	*check = (uint16_t)~checksum_fold(sum);
+	*check = checksum_apply(*check, checksum_delta32(old_value, new_value));
 }
 
 static inline void
 checksum_replace16(uint16_t *check, uint16_t old_value, uint16_t new_value)
 {
-	uint32_t sum = (uint16_t)~*check;
-	sum += (uint16_t)~old_value;
-	sum += new_value;
-	*check = (uint16_t)~checksum_fold(sum);
+	*check = checksum_apply(*check, checksum_delta16(old_value, new_value));
 }
 
 #endif /* TETHER_PACKET_H */

@@ -53,6 +53,14 @@ ip_with_options(struct test_frame *f)
 	builder_fix_ip_checksum(f);
 }
 
+/* The same, with the option word corrupted: the checksum covers options too. */
+static void
+ip_options_bad_checksum(struct test_frame *f)
+{
+	ip_with_options(f);
+	f->bytes[14 + 21] ^= 0x40;
+}
+
 /* Total length says 20 + 10 bytes: a TCP header cannot fit. */
 static void
 tcp_truncated(struct test_frame *f)
@@ -102,6 +110,8 @@ static const struct fixture fixtures[] = {
 	{ "total length shorter than the header", &tcp_syn, ip_total_below_header, PACKET_DROP_IP_BAD_TOTAL_LENGTH },
 	{ "a wrong IPv4 header checksum", &tcp_syn, ip_bad_checksum, PACKET_DROP_IP_BAD_CHECKSUM },
 	{ "IP options are counted and dropped", &tcp_syn, ip_with_options, PACKET_DROP_IP_OPTIONS },
+	{ "a corrupted option word fails the header checksum", &tcp_syn, ip_options_bad_checksum,
+	  PACKET_DROP_IP_BAD_CHECKSUM },
 	{ "a first fragment (MF set)", &tcp_syn, ip_fragment_mf, PACKET_DROP_IP_FRAGMENT },
 	{ "a later fragment (offset set)", &tcp_syn, ip_fragment_offset, PACKET_DROP_IP_FRAGMENT },
 	{ "a loopback source address", &tcp_syn, ip_source_loopback, PACKET_DROP_IP_BAD_SOURCE },
@@ -173,6 +183,38 @@ test_every_truncation_is_safe(void **state)
 	}
 }
 
+/* The checksum sum (eight bytes at a time) equals RFC 1071's 16-bit
+ * one's-complement sum for every length, start alignment and carried-in sum,
+ * so generated segments carry the checksums hosts expect. */
+static void
+test_checksum_partial_matches_rfc1071(void **state)
+{
+	uint8_t bytes[160];
+	(void)state;
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(0xff - i * 37);   /* carries in every column */
+	for (uint32_t start = 0; start < 8; start++) {
+		for (uint32_t length = 0; length + start <= sizeof(bytes); length++) {
+			uint32_t carried = start * 0x1234567u;
+			uint64_t reference = carried;
+			for (uint32_t i = 0; i + 1 < length; i += 2) {
+				uint16_t word;
+				memcpy(&word, bytes + start + i, 2);
+				reference += word;
+			}
+			if (length & 1) {
+				uint16_t word = 0;
+				memcpy(&word, bytes + start + length - 1, 1);
+				reference += word;
+			}
+			while (reference >> 16)
+				reference = (reference & 0xffff) + (reference >> 16);
+			assert_int_equal(checksum_fold(checksum_partial(bytes + start, length, carried)),
+					 (uint16_t)reference);
+		}
+	}
+}
+
 /* NAT's incremental updates give the same checksums as computing afresh. */
 static void
 test_nat_checksums_match_full_recompute(void **state)
@@ -238,6 +280,7 @@ main(void)
 		cmocka_unit_test(test_fixtures_yield_their_reason),
 		cmocka_unit_test(test_valid_tcp_fields),
 		cmocka_unit_test(test_every_truncation_is_safe),
+		cmocka_unit_test(test_checksum_partial_matches_rfc1071),
 		cmocka_unit_test(test_nat_checksums_match_full_recompute),
 		cmocka_unit_test(test_nat_keeps_absent_udp_checksum),
 		cmocka_unit_test(test_reason_names_are_distinct),
