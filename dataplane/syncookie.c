@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <rte_byteorder.h>
+
 static const uint16_t mss_table[8] = { 536, 1200, 1300, 1360, 1400, 1440, 1460, 8960 };
 
 #define ROTATE(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -33,9 +35,9 @@ syncookie_siphash(const uint64_t key[2], const void *data, unsigned length)
 	unsigned whole = length & ~7u;
 
 	for (unsigned i = 0; i < whole; i += 8) {
-		uint64_t word = 0;
-		for (unsigned b = 0; b < 8; b++)   /* little-endian, on any host */
-			word |= (uint64_t)bytes[i + b] << (8 * b);
+		uint64_t word;
+		memcpy(&word, bytes + i, 8);
+		word = rte_le_to_cpu_64(word);   /* little-endian, on any host */
 		v[3] ^= word;
 		sip_round(v);
 		sip_round(v);

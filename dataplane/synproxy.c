@@ -130,7 +130,11 @@ build_segment(struct worker *worker, const struct segment *segment)
 		rte_pktmbuf_free(m);
 		return NULL;
 	}
-	memset(frame, 0, frame_length < 60 ? 60 : frame_length);
+	/* zero what is not written below: the headers' unset fields and the
+	 * padding of a short frame (options and payload are copied in whole) */
+	memset(frame, 0, PACKET_ETHER_HEADER_LENGTH + PACKET_IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH);
+	if (frame_length < 60)
+		memset(frame + frame_length, 0, 60 - frame_length);
 	uint16_t value = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 	memcpy(frame + 12, &value, 2);
 

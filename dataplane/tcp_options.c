@@ -20,21 +20,23 @@ load32(const uint8_t *p)
 }
 
 /*
- * Step to the next option at or after *offset.  Returns false at the end of
- * the options or at a malformed one (length < 2 or running past the header).
- * NOPs are skipped here.
+ * Length of the option at `offset`, NOPs skipped first (*offset moves past
+ * them); 0 at the end of the options or at a malformed one (length < 2 or
+ * running past the header), where a walk stops.  Inline: a SYN's four or five
+ * options cost a call each otherwise.
  */
-static bool
-next_option(const uint8_t *tcp, unsigned header_length, unsigned *offset,
-	    unsigned *kind, unsigned *length)
+static inline unsigned
+option_length(const uint8_t *tcp, unsigned header_length, unsigned *offset)
 {
-	while (*offset < header_length && tcp[*offset] == TCP_OPTION_NOP)
-		(*offset)++;
-	if (*offset + 1 >= header_length || tcp[*offset] == TCP_OPTION_END)
-		return false;
-	*kind = tcp[*offset];
-	*length = tcp[*offset + 1];
-	return *length >= 2 && *offset + *length <= header_length;
+	unsigned at = *offset;
+
+	while (at < header_length && tcp[at] == TCP_OPTION_NOP)
+		at++;
+	*offset = at;
+	if (at + 1 >= header_length || tcp[at] == TCP_OPTION_END)
+		return 0;
+	unsigned length = tcp[at + 1];
+	return length >= 2 && at + length <= header_length ? length : 0;
 }
 
 void
@@ -42,9 +44,10 @@ tcp_parse_syn_options(const uint8_t *tcp, unsigned header_length, struct tcp_syn
 {
 	memset(options, 0, sizeof(*options));
 	options->wscale = TCP_WSCALE_NONE;
-	unsigned offset = TCP_HEADER_LENGTH, kind, length;
+	unsigned offset = TCP_HEADER_LENGTH, length;
 
-	for (; next_option(tcp, header_length, &offset, &kind, &length); offset += length) {
+	for (; (length = option_length(tcp, header_length, &offset)) != 0; offset += length) {
+		unsigned kind = tcp[offset];
 		const uint8_t *value = tcp + offset + 2;
 		if (kind == TCP_OPTION_MSS && length == 4)
 			options->mss = (uint16_t)(value[0] << 8 | value[1]);
@@ -64,8 +67,16 @@ void
 tcp_find_options(const uint8_t *tcp, unsigned header_length, struct tcp_option_offsets *offsets)
 {
 	memset(offsets, 0, sizeof(*offsets));
-	for (unsigned offset = TCP_HEADER_LENGTH, kind, length;
-	     next_option(tcp, header_length, &offset, &kind, &length); offset += length) {
+	/* the usual layout of an established segment's options, NOP NOP TS:
+	 * nothing else fits after it in 32 bytes of options */
+	if (header_length == TCP_HEADER_LENGTH + 12 && tcp[20] == TCP_OPTION_NOP &&
+	    tcp[21] == TCP_OPTION_NOP && tcp[22] == TCP_OPTION_TIMESTAMP && tcp[23] == 10) {
+		offsets->timestamp = 22;
+		return;
+	}
+	unsigned offset = TCP_HEADER_LENGTH, length;
+	for (; (length = option_length(tcp, header_length, &offset)) != 0; offset += length) {
+		unsigned kind = tcp[offset];
 		if (kind == TCP_OPTION_TIMESTAMP && length == 10)
 			offsets->timestamp = (uint8_t)offset;
 		else if (kind == TCP_OPTION_SACK && length >= 10 && (length - 2) % 8 == 0) {

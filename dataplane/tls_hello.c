@@ -716,6 +716,15 @@ static void
 scan_handshake_bytes(struct tls_server_scan *scan, const uint8_t *data, size_t length)
 {
 	while (length > 0 && scan->reason == TLS_NEED_MORE) {
+		if (scan->message_header_have == 0 && length >= TLS_HANDSHAKE_HEADER_LENGTH) {
+			/* a whole header in this piece: what the byte loop below does */
+			memcpy(scan->message_header, data, TLS_HANDSHAKE_HEADER_LENGTH);
+			scan->message_header_have = TLS_HANDSHAKE_HEADER_LENGTH;
+			data += TLS_HANDSHAKE_HEADER_LENGTH;
+			length -= TLS_HANDSHAKE_HEADER_LENGTH;
+			scan_message_start(scan);
+			continue;
+		}
 		if (scan->message_header_have < TLS_HANDSHAKE_HEADER_LENGTH) {
 			scan->message_header[scan->message_header_have++] = *data++;
 			length--;
@@ -777,6 +786,21 @@ enum tls_reason
 tls_server_scan_feed(struct tls_server_scan *scan, const uint8_t *data, size_t length)
 {
 	while (length > 0 && scan->reason == TLS_NEED_MORE) {
+		if (scan->record_header_have == 0 && length >= TLS_RECORD_HEADER_LENGTH &&
+		    (scan->records != 0 || data[0] == TLS_RECORD_HANDSHAKE || data[0] == TLS_RECORD_ALERT) &&
+		    data[1] == 3) {
+			/* a whole header that passes the byte loop's checks below: take
+			 * it at once, to the same state */
+			memcpy(scan->record_header, data, TLS_RECORD_HEADER_LENGTH);
+			scan->record_header_have = TLS_RECORD_HEADER_LENGTH;
+			data += TLS_RECORD_HEADER_LENGTH;
+			length -= TLS_RECORD_HEADER_LENGTH;
+			scan->consumed += TLS_RECORD_HEADER_LENGTH;
+			enum tls_reason reason = scan_record_start(scan);
+			if (reason != TLS_NEED_MORE)
+				return scan_finish(scan, reason);
+			continue;
+		}
 		if (scan->record_header_have < TLS_RECORD_HEADER_LENGTH) {
 			bool first = scan->records == 0;
 			uint8_t byte = *data++;
