@@ -8,7 +8,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: scripts/bench.sh [--build-dir DIR] [--out DIR] [--runs N] [--lcore N] [--quick]
-       scripts/bench.sh --compare
+       scripts/bench.sh [--build-dir DIR] [--out DIR] --compare [compare options]
 
   --build-dir DIR  build tree (default: build); configured and built if needed
   --out DIR        where bench-results.json and bench-results.md go (default: .)
@@ -16,8 +16,15 @@ usage: scripts/bench.sh [--build-dir DIR] [--out DIR] [--runs N] [--lcore N] [--
   --lcore N        CPU to run on (default: the last one, away from the kernel's
                    housekeeping on CPU 0)
   --quick          small tables and short runs (what the ctest smoke test runs)
-  --compare        side by side with HAProxy, nginx and nftables in the lab:
-                   not implemented yet (see docs/benchmarking.md)
+  --compare        instead: tether side by side with HAProxy, nginx and
+                   nftables in the namespace lab (scripts/compare.sh, as root,
+                   about 3 minutes): new and resumed TLS connections/s, how
+                   sticky each was, bulk MB/s and each balancer's CPU per
+                   100,000 connections, with ratios to tether; writes
+                   compare-results.json and compare-results.md.  Every argument
+                   after it goes to compare.sh (scripts/compare.sh --help).
+                   The lab is shared: run it as
+                   flock /run/tether-lab.lock scripts/bench.sh --compare
 
 Runs tether-bench in-process (EAL, no NIC, no root needed beyond what EAL
 asks for) with the full scenario set: established NAT flows (1K, 100K, 1M),
@@ -42,8 +49,8 @@ while (($#)); do
     --lcore) lcore="$2"; shift 2 ;;
     --quick) quick=(--quick); shift ;;
     --compare)
-      echo "bench.sh --compare: not implemented yet: see docs/benchmarking.md" >&2
-      exit 2 ;;
+      shift
+      exec "$root/scripts/compare.sh" --build-dir "$build_dir" --out "$out_dir" "$@" ;;
     *) echo "bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
