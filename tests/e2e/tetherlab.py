@@ -85,6 +85,16 @@ def sanitizer_report(text, lines=60):
     return "\n".join(text[start:].split("\n")[:lines])
 
 
+def sanitized(build_dir):
+    """True when build_dir was configured with TETHER_SANITIZE=ON (scripts/test.sh
+    --sanitize).  Its binaries run two to three times slower: a test that floods
+    the dataplane at a fixed rate scales the rate down for them."""
+    try:
+        return "TETHER_SANITIZE:BOOL=ON" in (Path(build_dir) / "CMakeCache.txt").read_text()
+    except OSError:
+        return False
+
+
 class LabCommandError(subprocess.CalledProcessError):
     """A lab command failed; unlike its parent, printing it shows the output."""
 
