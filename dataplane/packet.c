@@ -120,11 +120,14 @@ checksum_partial(const void *data, uint32_t length, uint32_t sum)
 static inline bool
 ipv4_header_checksum_ok(const uint8_t *ip, uint32_t header_length)
 {
-	uint32_t words[5];
-	uint64_t wide;
+	uint32_t w0, w1, w2, w3, w4;
 
-	memcpy(words, ip, sizeof(words));
-	wide = (uint64_t)words[0] + words[1] + words[2] + words[3] + words[4];
+	memcpy(&w0, ip, 4);
+	memcpy(&w1, ip + 4, 4);
+	memcpy(&w2, ip + 8, 4);
+	memcpy(&w3, ip + 12, 4);
+	memcpy(&w4, ip + 16, 4);
+	uint64_t wide = (uint64_t)w0 + w1 + w2 + w3 + w4;
 	for (uint32_t offset = PACKET_IPV4_HEADER_LENGTH; offset < header_length; offset += 4) {
 		uint32_t word;
 		memcpy(&word, ip + offset, 4);

@@ -55,8 +55,10 @@ pipeline_evict_closing(struct worker *worker, const struct flow_key *key)
 	return true;
 }
 
-/* Forward one packet of a known flow, rewritten for the side it goes to. */
-static inline void
+/* Forward one packet of a known flow, rewritten for the side it goes to.
+ * Inlined into the burst loop: a call's register saves were a tenth of an
+ * established packet's instructions. */
+static __rte_always_inline void
 forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
 	     const struct packet_info *info, uint32_t reference)
 {
