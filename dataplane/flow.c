@@ -8,16 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__SSE4_2__)
-#include <nmmintrin.h>
-#elif defined(__SSE2__)
+#if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
 #include <rte_byteorder.h>
 #include <rte_common.h>
 #include <rte_cycles.h>
-#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
 #include <rte_tcp.h>
@@ -37,21 +34,6 @@ const char *
 flow_state_name(enum flow_state state)
 {
 	return (unsigned)state < FLOW_STATE_COUNT ? state_names[state] : "unknown";
-}
-
-/* CRC32 of the 16 key bytes, as rte_hash_crc computes it (two 8-byte steps). */
-static inline uint32_t
-key_hash(const struct flow_key *key)
-{
-	uint64_t words[2];
-
-	memcpy(words, key, sizeof(words));
-#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
-	/* the instruction itself: rte_hash_crc_8byte checks which one to use on every call */
-	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(0, words[0]), words[1]);
-#else
-	return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
-#endif
 }
 
 /* The tag of a hash: its high 16 bits, mixed so they do not repeat the bucket
@@ -214,20 +196,14 @@ flow_table_destroy(struct flow_table *table)
 #define REFERENCE_PROBE (UINT32_MAX - 1)   /* bulk: the home bucket did not settle it */
 
 int
-flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
-		 unsigned count, uint32_t *references)
+flow_lookup_bulk_hashed(const struct flow_table *table, const struct flow_key **keys,
+			const uint32_t *hashes, unsigned count, uint32_t *references)
 {
-	uint32_t hashes[FLOW_LOOKUP_BULK_MAX];
 	int found = 0;
 
-	/* 1: every home bucket on its way */
-	for (unsigned i = 0; i < count; i++) {
-		hashes[i] = key_hash(keys[i]);
-		rte_prefetch0(&table->buckets[hashes[i] & table->bucket_mask]);
-	}
-	/* 2: the one candidate of each home bucket, its entry on its way; more
-	 * than one tag match, or none in a bucket that overflowed, takes the
-	 * whole probe in step 3 */
+	/* 1: the one candidate of each home bucket (prefetched by the caller),
+	 * its entry on its way; more than one tag match, or none in a bucket
+	 * that overflowed, takes the whole probe in step 2 */
 	for (unsigned i = 0; i < count; i++) {
 		const struct flow_bucket *bucket = &table->buckets[hashes[i] & table->bucket_mask];
 		uint32_t matches = bucket_matches(bucket, hash_tag(hashes[i]));
@@ -238,7 +214,7 @@ flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
 			references[i] = matches || bucket->overflow ? REFERENCE_PROBE : UINT32_MAX;
 		}
 	}
-	/* 3: confirm each candidate against its entry */
+	/* 2: confirm each candidate against its entry */
 	for (unsigned i = 0; i < count; i++) {
 		uint32_t reference = references[i];
 		if (reference == UINT32_MAX)
@@ -251,10 +227,23 @@ flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
 	return found;
 }
 
+int
+flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
+		 unsigned count, uint32_t *references)
+{
+	uint32_t hashes[FLOW_LOOKUP_BULK_MAX];
+
+	for (unsigned i = 0; i < count; i++) {
+		hashes[i] = flow_key_hash(keys[i]);
+		flow_prefetch_bucket(table, hashes[i]);
+	}
+	return flow_lookup_bulk_hashed(table, keys, hashes, count, references);
+}
+
 uint32_t
 flow_lookup(const struct flow_table *table, const struct flow_key *key)
 {
-	return lookup_hashed(table, key, key_hash(key));
+	return lookup_hashed(table, key, flow_key_hash(key));
 }
 
 /* Take the next free entry for `flow`; the caller adds its keys. */
@@ -277,7 +266,7 @@ flow_insert(struct flow_table *table, const struct flow *flow)
 		return -ENOSPC;
 	flow_key_forward(flow, &forward);
 	flow_key_reverse(flow, &reverse);
-	uint32_t forward_hash = key_hash(&forward), reverse_hash = key_hash(&reverse);
+	uint32_t forward_hash = flow_key_hash(&forward), reverse_hash = flow_key_hash(&reverse);
 	/* A key already present is a conflict, never an overwrite of a live flow. */
 	if (lookup_hashed(table, &forward, forward_hash) != UINT32_MAX ||
 	    lookup_hashed(table, &reverse, reverse_hash) != UINT32_MAX)
@@ -297,7 +286,7 @@ flow_insert_forward(struct flow_table *table, const struct flow *flow)
 	if (table->free_top == 0)
 		return -ENOSPC;
 	flow_key_forward(flow, &forward);
-	uint32_t hash = key_hash(&forward);
+	uint32_t hash = flow_key_hash(&forward);
 	if (lookup_hashed(table, &forward, hash) != UINT32_MAX)
 		return -EEXIST;
 	uint32_t index = entry_take(table, flow);
@@ -312,7 +301,7 @@ flow_add_reverse(struct flow_table *table, uint32_t index)
 	struct flow_key reverse;
 
 	flow_key_reverse(&table->flows[index], &reverse);
-	uint32_t hash = key_hash(&reverse);
+	uint32_t hash = flow_key_hash(&reverse);
 	if (lookup_hashed(table, &reverse, hash) != UINT32_MAX)
 		return -EEXIST;
 	slot_add(table, hash, index << 1 | FLOW_REVERSE);
@@ -329,10 +318,10 @@ flow_remove(struct flow_table *table, uint32_t index)
 	if (flow->state == FLOW_FREE)
 		return;   /* never free an entry twice: the free stack would overflow */
 	flow_key_forward(flow, &key);
-	slot_remove(table, key_hash(&key), index << 1 | FLOW_FORWARD);
+	slot_remove(table, flow_key_hash(&key), index << 1 | FLOW_FORWARD);
 	if (flow->backend_address) {   /* a flow still binding has no reverse key */
 		flow_key_reverse(flow, &key);
-		slot_remove(table, key_hash(&key), index << 1 | FLOW_REVERSE);
+		slot_remove(table, flow_key_hash(&key), index << 1 | FLOW_REVERSE);
 	}
 	flow->state = FLOW_FREE;
 	table->free_stack[table->free_top++] = index;

@@ -29,9 +29,16 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
 
 #include <rte_branch_prediction.h>
 #include <rte_common.h>
+#include <rte_hash_crc.h>
+#include <rte_prefetch.h>
 
 #define FLOW_BUCKET_SLOTS 8
 
@@ -151,6 +158,29 @@ flow_key_reverse(const struct flow *flow, struct flow_key *key)
 				  flow->client_port, flow->protocol, {0} };
 }
 
+/* The hash of a key: CRC32 of its 16 bytes (what rte_hash_crc computes). */
+static inline uint32_t
+flow_key_hash(const struct flow_key *key)
+{
+	uint64_t words[2];
+
+	memcpy(words, key, sizeof(words));
+#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
+	/* the instruction itself: rte_hash_crc_8byte checks which one to use on every call */
+	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(0, words[0]), words[1]);
+#else
+	return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
+#endif
+}
+
+/* Start fetching the bucket a key of `hash` lives in: the packet path does
+ * it while it parses, well before flow_lookup_bulk_hashed() reads it. */
+static inline void
+flow_prefetch_bucket(const struct flow_table *table, uint32_t hash)
+{
+	rte_prefetch0(&table->buckets[hash & table->bucket_mask]);
+}
+
 #define FLOW_LOOKUP_BULK_MAX 64
 
 /*
@@ -161,6 +191,11 @@ flow_key_reverse(const struct flow *flow, struct flow_key *key)
  */
 int flow_lookup_bulk(const struct flow_table *table, const struct flow_key **keys,
 		     unsigned count, uint32_t *references);
+
+/* The same, with each key's flow_key_hash() given and its bucket prefetched
+ * (flow_prefetch_bucket) by the caller. */
+int flow_lookup_bulk_hashed(const struct flow_table *table, const struct flow_key **keys,
+			    const uint32_t *hashes, unsigned count, uint32_t *references);
 
 /*
  * Insert `flow` under its forward key only: a delayed-binding flow has no

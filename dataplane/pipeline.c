@@ -279,6 +279,7 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 	struct flow_key keys[PIPELINE_BURST];
 	const struct flow_key *key_pointers[PIPELINE_BURST];
 	uint32_t references[PIPELINE_BURST];
+	uint32_t hashes[PIPELINE_BURST];
 	uint8_t lookup_packet[PIPELINE_BURST];
 	unsigned lookups = 0;
 	struct port_stats *port_stats = &worker->stats.ports[port];
@@ -286,7 +287,8 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 	for (unsigned i = 0; i < PREFETCH_OFFSET && i < count; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
 
-	/* Stage 1: parse and classify; ARP and ICMP go to the slow path. */
+	/* Stage 1: parse and classify (ARP and ICMP go to the slow path); hash
+	 * each key and start fetching its flow-table bucket. */
 	for (unsigned i = 0; i < count; i++) {
 		struct rte_mbuf *m = packets[i];
 		if (i + PREFETCH_OFFSET < count)
@@ -312,16 +314,19 @@ pipeline_process_burst(struct worker *worker, unsigned port, struct rte_mbuf **p
 						   info[i].source_port, info[i].destination_port,
 						   info[i].protocol, {0} };
 		key_pointers[lookups] = &keys[lookups];
+		hashes[lookups] = flow_key_hash(&keys[lookups]);
+		flow_prefetch_bucket(&worker->flows, hashes[lookups]);
 		lookup_packet[lookups++] = (uint8_t)i;
 	}
 	if (lookups == 0)
 		return;
 
-	/* Stage 2: one bulk lookup.  It fetches every bucket, then every
-	 * candidate entry, before it reads any: with a big table the burst's
-	 * misses overlap instead of each packet waiting for its own, and the
-	 * entries stage 3 works on are in cache (docs/benchmarking.md). */
-	flow_lookup_bulk(&worker->flows, key_pointers, lookups, references);
+	/* Stage 2: one bulk lookup.  Stage 1 started fetching every bucket; the
+	 * lookup fetches every candidate entry before it reads any: with a big
+	 * table the burst's misses overlap instead of each packet waiting for
+	 * its own, and the entries stage 3 works on are in cache
+	 * (docs/benchmarking.md). */
+	flow_lookup_bulk_hashed(&worker->flows, key_pointers, hashes, lookups, references);
 	uint32_t changes = worker->flows.changes;
 
 	/* Stage 3: NAT known flows, admit or drop new ones.  An earlier packet of
