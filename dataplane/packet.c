@@ -59,15 +59,6 @@ packet_reason_name(enum packet_reason reason)
 	return reason_names[reason];
 }
 
-/* Fold a sum of 32-bit words to the 32-bit value checksum_fold() takes. */
-static inline uint32_t
-fold64(uint64_t wide)
-{
-	wide = (wide & 0xffffffff) + (wide >> 32);   /* at most 33 bits */
-	wide = (wide & 0xffffffff) + (wide >> 32);
-	return (uint32_t)(wide & 0xffff) + (uint32_t)(wide >> 16);
-}
-
 /* Eight bytes at a time as two 32-bit words: the one's-complement sum does
  * not care how the bytes are grouped, only that each keeps its position in
  * its 16-bit word (RFC 1071, "byte order independence"). */
@@ -113,7 +104,7 @@ checksum_partial(const void *data, uint32_t length, uint32_t sum)
 		memcpy(&word, bytes, 1);  /* pad with a zero byte in memory order */
 		wide += word;
 	}
-	return fold64(wide);
+	return checksum_fold64(wide);
 }
 
 /* True when the IPv4 header of `header_length` bytes (20 to 60, a multiple
@@ -121,20 +112,14 @@ checksum_partial(const void *data, uint32_t length, uint32_t sum)
 static inline bool
 ipv4_header_checksum_ok(const uint8_t *ip, uint32_t header_length)
 {
-	uint32_t w0, w1, w2, w3, w4;
+	uint64_t wide = checksum_ipv4_header_sum(ip);
 
-	memcpy(&w0, ip, 4);
-	memcpy(&w1, ip + 4, 4);
-	memcpy(&w2, ip + 8, 4);
-	memcpy(&w3, ip + 12, 4);
-	memcpy(&w4, ip + 16, 4);
-	uint64_t wide = (uint64_t)w0 + w1 + w2 + w3 + w4;
 	for (uint32_t offset = PACKET_IPV4_HEADER_LENGTH; offset < header_length; offset += 4) {
 		uint32_t word;
 		memcpy(&word, ip + offset, 4);
 		wide += word;
 	}
-	return checksum_fold(fold64(wide)) == 0xffff;
+	return checksum_fold(checksum_fold64(wide)) == 0xffff;
 }
 
 static enum packet_reason

@@ -22,6 +22,7 @@
 #define TETHER_PACKET_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include <rte_byteorder.h>
 
@@ -103,6 +104,39 @@ checksum_fold(uint32_t sum)
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)sum;
+}
+
+/* A sum of 32-bit words folded to the 32-bit value checksum_fold() takes. */
+static inline uint32_t
+checksum_fold64(uint64_t wide)
+{
+	wide = (wide & 0xffffffff) + (wide >> 32);   /* at most 33 bits */
+	wide = (wide & 0xffffffff) + (wide >> 32);
+	return (uint32_t)(wide & 0xffff) + (uint32_t)(wide >> 16);
+}
+
+/* One's-complement sum of the 20 bytes of an IPv4 header without options,
+ * as five 32-bit words (checksum_fold64 it). */
+static inline uint64_t
+checksum_ipv4_header_sum(const uint8_t *ip)
+{
+	uint32_t w0, w1, w2, w3, w4;
+
+	memcpy(&w0, ip, 4);
+	memcpy(&w1, ip + 4, 4);
+	memcpy(&w2, ip + 8, 4);
+	memcpy(&w3, ip + 12, 4);
+	memcpy(&w4, ip + 16, 4);
+	return (uint64_t)w0 + w1 + w2 + w3 + w4;
+}
+
+/* One's-complement sum of the TCP/UDP pseudo header (RFC 793 3.1): both
+ * addresses (network order), the protocol and the L4 length (host order). */
+static inline uint32_t
+checksum_pseudo_header(uint32_t source, uint32_t destination, uint8_t protocol, uint16_t length)
+{
+	return checksum_fold64((uint64_t)source + destination +
+			       rte_cpu_to_be_16((uint16_t)protocol) + rte_cpu_to_be_16(length));
 }
 
 /* One's-complement sum of `length` bytes (network order words), added to `sum`. */

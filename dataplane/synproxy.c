@@ -146,7 +146,8 @@ build_segment(struct worker *worker, const struct segment *segment)
 	ip[9] = IPPROTO_TCP;
 	nat_store32(ip + NAT_IP_SOURCE, segment->source);
 	nat_store32(ip + NAT_IP_DESTINATION, segment->destination);
-	nat_store16(ip + NAT_IP_CHECKSUM, checksum_compute(ip, PACKET_IPV4_HEADER_LENGTH));
+	nat_store16(ip + NAT_IP_CHECKSUM,
+		    (uint16_t)~checksum_fold(checksum_fold64(checksum_ipv4_header_sum(ip))));
 
 	uint8_t *tcp = ip + PACKET_IPV4_HEADER_LENGTH;
 	nat_store16(tcp, segment->source_port);
@@ -160,12 +161,8 @@ build_segment(struct worker *worker, const struct segment *segment)
 	if (segment->payload_length)
 		memcpy(tcp + tcp_length, segment->payload, segment->payload_length);
 
-	uint8_t pseudo[12];
-	memcpy(pseudo, ip + NAT_IP_SOURCE, 8);
-	pseudo[8] = 0;
-	pseudo[9] = IPPROTO_TCP;
-	nat_store16(pseudo + 10, rte_cpu_to_be_16((uint16_t)(tcp_length + segment->payload_length)));
-	uint32_t sum = checksum_partial(pseudo, sizeof(pseudo), 0);
+	uint32_t sum = checksum_pseudo_header(segment->source, segment->destination, IPPROTO_TCP,
+					      (uint16_t)(tcp_length + segment->payload_length));
 	sum = checksum_partial(tcp, tcp_length + segment->payload_length, sum);
 	nat_store16(tcp + TCP_CHECKSUM_OFFSET, (uint16_t)~checksum_fold(sum));
 	return m;
