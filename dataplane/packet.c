@@ -130,7 +130,7 @@ parse_arp(uint32_t available)
 }
 
 /* Source addresses no host may use: 0/8, loopback, multicast, class E, broadcast. */
-static int
+static inline bool
 source_is_bogus(uint32_t source_be)
 {
 	uint8_t first = (uint8_t)(rte_be_to_cpu_32(source_be) >> 24);
