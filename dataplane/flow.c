@@ -371,6 +371,34 @@ flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t t
 	return true;
 }
 
+/* True when `flow` is live and idle past its state's timeout.  last_seen may
+ * be a little ahead of `now` (stamped later): not expired. */
+static inline bool
+idle_too_long(const struct flow_table *table, const struct flow *flow, uint64_t now)
+{
+	return flow->state != FLOW_FREE && now > flow->last_seen &&
+	       now - flow->last_seen > table->timeout[flow->state];
+}
+
+#define EXPIRE_PREFETCH_AHEAD 4
+
+/* If entry `index` (wrapping once past the end) will expire, start fetching
+ * the buckets of its two keys: the sweep removes it a few entries later, and
+ * a removal probes both. */
+static inline void
+prefetch_expiring(const struct flow_table *table, uint32_t index, uint64_t now)
+{
+	const struct flow *flow = &table->flows[index < table->capacity ? index : index - table->capacity];
+	struct flow_key key;
+
+	if (!idle_too_long(table, flow, now))
+		return;
+	flow_key_forward(flow, &key);
+	flow_prefetch_bucket(table, flow_key_hash(&key));
+	flow_key_reverse(flow, &key);
+	flow_prefetch_bucket(table, flow_key_hash(&key));
+}
+
 unsigned
 flow_expire(struct flow_table *table, uint64_t now, unsigned budget,
 	    flow_expire_fn on_expire, void *arg)
@@ -382,9 +410,9 @@ flow_expire(struct flow_table *table, uint64_t now, unsigned budget,
 		return 0;
 	while (budget--) {
 		struct flow *flow = &table->flows[cursor];
-		/* last_seen may be a little ahead of `now` (stamped later): not expired */
-		if (flow->state != FLOW_FREE && now > flow->last_seen &&
-		    now - flow->last_seen > table->timeout[flow->state]) {
+		if (table->capacity > EXPIRE_PREFETCH_AHEAD)
+			prefetch_expiring(table, cursor + EXPIRE_PREFETCH_AHEAD, now);
+		if (idle_too_long(table, flow, now)) {
 			if (on_expire)
 				on_expire(flow, arg);
 			flow_remove(table, cursor);
