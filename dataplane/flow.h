@@ -158,6 +158,18 @@ flow_key_reverse(const struct flow *flow, struct flow_key *key)
 				  flow->client_port, flow->protocol, {0} };
 }
 
+/* The hash of a key given as its two 8-byte halves (memory order). */
+static inline uint32_t
+flow_key_hash_words(uint64_t low, uint64_t high)
+{
+#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
+	/* the instruction itself: rte_hash_crc_8byte checks which one to use on every call */
+	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(0, low), high);
+#else
+	return rte_hash_crc_8byte(high, rte_hash_crc_8byte(low, 0));
+#endif
+}
+
 /* The hash of a key: CRC32 of its 16 bytes (what rte_hash_crc computes). */
 static inline uint32_t
 flow_key_hash(const struct flow_key *key)
@@ -165,12 +177,7 @@ flow_key_hash(const struct flow_key *key)
 	uint64_t words[2];
 
 	memcpy(words, key, sizeof(words));
-#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
-	/* the instruction itself: rte_hash_crc_8byte checks which one to use on every call */
-	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(0, words[0]), words[1]);
-#else
-	return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
-#endif
+	return flow_key_hash_words(words[0], words[1]);
 }
 
 /* Start fetching the bucket a key of `hash` lives in: the packet path does
