@@ -146,8 +146,14 @@ build_segment(struct worker *worker, const struct segment *segment)
 	ip[9] = IPPROTO_TCP;
 	nat_store32(ip + NAT_IP_SOURCE, segment->source);
 	nat_store32(ip + NAT_IP_DESTINATION, segment->destination);
-	nat_store16(ip + NAT_IP_CHECKSUM,
-		    (uint16_t)~checksum_fold(checksum_fold64(checksum_ipv4_header_sum(ip))));
+	/* Both checksums are summed from the values just written, not read back:
+	 * 4- and 16-byte reads across those 1- to 4-byte stores would wait for
+	 * them (store-forwarding stalls).  A 16-bit word of two bytes a, b
+	 * sums as rte_cpu_to_be_16(a << 8 | b) on any host. */
+	uint64_t ip_sum = (uint64_t)rte_cpu_to_be_16(0x4500) + rte_cpu_to_be_16((uint16_t)ip_length) +
+			  rte_cpu_to_be_16(0x4000) + rte_cpu_to_be_16(64 << 8 | IPPROTO_TCP) +
+			  segment->source + segment->destination;
+	nat_store16(ip + NAT_IP_CHECKSUM, (uint16_t)~checksum_fold(checksum_fold64(ip_sum)));
 
 	uint8_t *tcp = ip + PACKET_IPV4_HEADER_LENGTH;
 	nat_store16(tcp, segment->source_port);
@@ -161,9 +167,15 @@ build_segment(struct worker *worker, const struct segment *segment)
 	if (segment->payload_length)
 		memcpy(tcp + tcp_length, segment->payload, segment->payload_length);
 
-	uint32_t sum = checksum_pseudo_header(segment->source, segment->destination, IPPROTO_TCP,
-					      (uint16_t)(tcp_length + segment->payload_length));
-	sum = checksum_partial(tcp, tcp_length + segment->payload_length, sum);
+	uint64_t header_sum = (uint64_t)segment->source_port + segment->destination_port +
+			      rte_cpu_to_be_32(segment->seq) + rte_cpu_to_be_32(segment->ack) +
+			      rte_cpu_to_be_16((uint16_t)((tcp_length / 4) << 12 | segment->flags)) +
+			      rte_cpu_to_be_16(segment->window) +
+			      checksum_pseudo_header(segment->source, segment->destination, IPPROTO_TCP,
+						     (uint16_t)(tcp_length + segment->payload_length));
+	/* options and payload: each copied in by one memcpy, read back whole */
+	uint32_t sum = checksum_partial(tcp + TCP_HEADER_LENGTH, options_length + segment->payload_length,
+					checksum_fold64(header_sum));
 	nat_store16(tcp + TCP_CHECKSUM_OFFSET, (uint16_t)~checksum_fold(sum));
 	return m;
 }
