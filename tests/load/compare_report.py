@@ -80,10 +80,27 @@ def summarize(peer, docs, idle):
             for name, c in d["backends"].items():
                 m["backends"][name] = m["backends"].get(name, 0) + c
         m["reused_fraction"] = m["reused"] / ok if ok else 0.0
+        m["latency_p50_ms"] = median([d["latency_ms"]["p50"] for d in runs])
+        m["latency_p99_ms"] = max([d["latency_ms"]["p99"] for d in runs], default=None)
         out[mode] = m
     out["idle_cpu_share"] = sum(idle) / len(idle) if idle else None
+    # what the balancer spent beyond what it spends with no traffic at all (a
+    # polling dataplane's floor): a lower bound of its cost per connection
+    share = out["idle_cpu_share"] or 0.0
+    for mode in MODES:
+        m = out[mode]
+        above = max(m["balancer_cpu_s"] - share * m["seconds"], 0.0)
+        m["above_idle_cpu_per_100k"] = above / m["ok"] * 1e5 if m["ok"] else None
     out["rounds"] = {mode: docs[mode] for mode in MODES}
     return out
+
+
+def median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def ratio(a, b):
@@ -110,38 +127,43 @@ def tables(summary, peers):
     t = summary.get("tether")
     lines = []
     lines.append("| peer | new conn/s (per round) | x tether | resumed conn/s (per round) "
-                 "| x tether | resumptions resumed | bulk MB/s | x tether | failed |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| x tether | resumptions resumed | new p50 / p99 ms | bulk MB/s | x tether "
+                 "| failed |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in peers:
         s = summary[p]
         failed = sum(s[m]["failed"] for m in MODES)
-        lines.append("| %s | %.0f%s | %s | %.0f%s | %s | %.1f %% | %.1f | %s | %d |" % (
+        lines.append("| %s | %.0f%s | %s | %.0f%s | %s | %.1f %% | %s / %s | %.1f | %s | %d |" % (
             p, s["new"]["per_second"], spread(s["new"]["per_second_rounds"]),
             fmt_ratio(ratio(s["new"]["per_second"], t and t["new"]["per_second"])),
             s["resume"]["per_second"], spread(s["resume"]["per_second_rounds"]),
             fmt_ratio(ratio(s["resume"]["per_second"], t and t["resume"]["per_second"])),
-            100 * s["resume"]["reused_fraction"], s["bulk"]["bytes_per_second"] / 1e6,
+            100 * s["resume"]["reused_fraction"],
+            fmt(s["new"]["latency_p50_ms"], "%.0f"), fmt(s["new"]["latency_p99_ms"], "%.0f"),
+            s["bulk"]["bytes_per_second"] / 1e6,
             fmt_ratio(ratio(s["bulk"]["bytes_per_second"], t and t["bulk"]["bytes_per_second"])),
             failed))
     lines.append("")
     lines.append("| peer | balancer CPU s /100K new | x tether | /100K resumed | x tether "
-                 "| CPU s /GB bulk | softirq s /100K new (machine) | machine busy s /100K new "
-                 "| idle CPU (% of a core) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| /100K new above idle | x tether | CPU s /GB bulk | idle CPU (% of a core) "
+                 "| softirq s /100K new (machine) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in peers:
         s = summary[p]
         mark = " (softirq)" if p in KERNEL_ONLY else ""
-        lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             p, fmt(s["new"]["balancer_cpu_per_100k"], "%.1f"), mark,
             fmt_ratio(ratio(s["new"]["balancer_cpu_per_100k"],
                             t and t["new"]["balancer_cpu_per_100k"])),
             fmt(s["resume"]["balancer_cpu_per_100k"], "%.1f"),
             fmt_ratio(ratio(s["resume"]["balancer_cpu_per_100k"],
                             t and t["resume"]["balancer_cpu_per_100k"])),
+            fmt(s["new"]["above_idle_cpu_per_100k"], "%.1f"),
+            fmt_ratio(ratio(s["new"]["above_idle_cpu_per_100k"],
+                            t and t["new"]["above_idle_cpu_per_100k"])),
             fmt(s["bulk"]["balancer_cpu_per_gb"], "%.2f"),
-            fmt(s["new"]["softirq_per_100k"], "%.1f"),
-            fmt(s["new"]["busy_per_100k"], "%.1f"),
-            "-" if s["idle_cpu_share"] is None else "%.0f %%" % (100 * s["idle_cpu_share"])))
+            "-" if s["idle_cpu_share"] is None else "%.0f %%" % (100 * s["idle_cpu_share"]),
+            fmt(s["new"]["softirq_per_100k"], "%.1f")))
     return lines
 
 
@@ -186,13 +208,16 @@ def note(summary, peers):
     lines.append("")
     lines.append("Why, as far as this lab can say:")
     idle = t.get("idle_cpu_share")
-    lines.append("- tether's CPU is a polling worker's: tether-dataplane spins on its "
-                 "net_af_packet rings and sleeps idle_sleep_us (50) only when a poll finds "
-                 "nothing, so its CPU follows wall time more than connections (idle here: "
-                 "%s of a core), and every packet is copied kernel -> AF_PACKET ring -> "
-                 "mbuf -> sendto(). The kernel peers pay neither; on a NIC with a real PMD "
-                 "tether pays no copy, but still a polling core." % (
-                     "-" if idle is None else "%.0f %%" % (100 * idle)))
+    lines.append("- tether-dataplane polls its net_af_packet rings and sleeps idle_sleep_us "
+                 "(50) only after an empty poll: with no traffic at all it used %s of a "
+                 "core, so part of its CPU per connection is that floor (%s s per 100K new "
+                 "connections above it, %s in all). Every packet also crosses the kernel "
+                 "twice more than with a kernel balancer: copied into the AF_PACKET ring, "
+                 "into an mbuf, and out with sendto(). On a NIC with a poll-mode driver "
+                 "there is no such copy, but the polling core stays." % (
+                     "-" if idle is None else "%.0f %%" % (100 * idle),
+                     fmt(t["new"]["above_idle_cpu_per_100k"], "%.1f"),
+                     fmt(t["new"]["balancer_cpu_per_100k"], "%.1f")))
     sticky = [p for p in peers if summary[p]["resume"]["reused_fraction"] >= 0.95]
     loose = [p for p in peers if summary[p]["resume"]["reused_fraction"] < 0.95]
     if loose:

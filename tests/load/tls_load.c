@@ -68,6 +68,7 @@
 #define MAX_BACKENDS 9              /* be1..be8, index 0 counts any other name */
 #define HEAD_MAX 4096
 #define ERROR_TEXT 160
+#define LATENCY_BUCKETS 10000           /* 1 ms each; the last holds 10 s and more */
 
 enum mode { MODE_NEW, MODE_RESUME, MODE_BULK };
 
@@ -96,6 +97,7 @@ struct result {
 	bool reused;                    /* the client's view: SSL_session_reused */
 	bool server_reused;             /* lab_server.py's reused=1 */
 	int backend;                    /* 1..8 for beN, 0 otherwise */
+	double seconds;                 /* connect to close */
 	uint64_t body_bytes;
 	char error[ERROR_TEXT];
 };
@@ -109,6 +111,8 @@ struct totals {
 	atomic_uint_fast64_t server_reused;
 	atomic_uint_fast64_t bytes;
 	atomic_uint_fast64_t backends[MAX_BACKENDS];
+	atomic_uint_fast64_t latency_ms[LATENCY_BUCKETS];  /* ok connections, whole */
+	atomic_uint_fast64_t latency_max_us;
 	pthread_mutex_t error_lock;
 	char first_error[ERROR_TEXT];
 };
@@ -173,7 +177,8 @@ static void usage(FILE *out)
 "connections, ok, failed (finished inside the window), late (finished after\n"
 "it, not counted), per_second (ok connections/s), reused and\n"
 "server_reused (resumed, client's and server's view), reused_fraction (of ok),\n"
-"bytes and bytes_per_second (bodies), backends {beN: count}, first_error,\n"
+"bytes and bytes_per_second (bodies), backends {beN: count}, latency_ms\n"
+"{p50, p99 (upper edges of 1 ms buckets), max} of ok connections, first_error,\n"
 "cpu {pids, process_s, softirq_s, system_s, busy_s, cpus}.\n"
 "Exit status: 0 all connections ok, 1 some failed, 2 usage or setup error.\n",
 		MAX_THREADS, MAX_SECONDS, MAX_PIDS);
@@ -656,6 +661,14 @@ static void count(struct run *run, const struct result *r)
 	atomic_fetch_add(&t->ok, 1);
 	if (run->opt->mode != MODE_BULK)
 		atomic_fetch_add(&t->bytes, r->body_bytes);
+	{
+		uint64_t us = (uint64_t)(r->seconds * 1e6);
+		uint64_t ms = us / 1000, max = atomic_load(&t->latency_max_us);
+
+		atomic_fetch_add(&t->latency_ms[ms < LATENCY_BUCKETS ? ms : LATENCY_BUCKETS - 1], 1);
+		while (us > max && !atomic_compare_exchange_weak(&t->latency_max_us, &max, us))
+			;
+	}
 	atomic_fetch_add(&t->backends[r->backend], 1);
 	if (r->reused)
 		atomic_fetch_add(&t->reused, 1);
@@ -700,12 +713,14 @@ static void *worker(void *arg)
 		if (j >= run->limit)
 			break;
 		source = pick(run, j, &session);
+		double t0 = now_seconds();
 		if (!run->timed) {          /* resume's preparation: keep the sessions */
 			one_connection(run, source, NULL, &run->sessions[j], &r);
 			run->session_source[j] = source - run->opt->source_first;
 		} else {
 			one_connection(run, source, session, NULL, &r);
 		}
+		r.seconds = now_seconds() - t0;
 		count(run, &r);
 	}
 	atomic_fetch_add(&run->workers_done, 1);
@@ -763,6 +778,9 @@ static void reset_totals(struct totals *t)
 	atomic_store(&t->bytes, 0);
 	for (i = 0; i < MAX_BACKENDS; i++)
 		atomic_store(&t->backends[i], 0);
+	for (i = 0; i < LATENCY_BUCKETS; i++)
+		atomic_store(&t->latency_ms[i], 0);
+	atomic_store(&t->latency_max_us, 0);
 	t->first_error[0] = '\0';
 }
 
@@ -784,6 +802,23 @@ static SSL_CTX *make_context(const struct options *opt)
 static const char *mode_name(enum mode m)
 {
 	return m == MODE_NEW ? "new" : m == MODE_RESUME ? "resume" : "bulk";
+}
+
+/* The upper edge (ms) of the bucket holding quantile q of the ok connections'
+ * durations; 0 when there were none. */
+static double latency_quantile(const struct totals *t, uint64_t ok, double q)
+{
+	uint64_t want = (uint64_t)(q * (double)ok), seen = 0;
+	int i;
+
+	if (!ok)
+		return 0;
+	for (i = 0; i < LATENCY_BUCKETS; i++) {
+		seen += atomic_load(&t->latency_ms[i]);
+		if (seen > want)
+			return i + 1;
+	}
+	return LATENCY_BUCKETS;
 }
 
 static void print_document(const struct run *run, double seconds,
@@ -819,7 +854,10 @@ static void print_document(const struct run *run, double seconds,
 			printf("%s\"other\": %" PRIu64, sep, c);
 		sep = ", ";
 	}
-	printf("}, \"late\": %" PRIu64 ", \"first_error\": ", atomic_load(&run->late));
+	printf("}, \"latency_ms\": {\"p50\": %.0f, \"p99\": %.0f, \"max\": %.1f}",
+	       latency_quantile(t, ok, 0.50), latency_quantile(t, ok, 0.99),
+	       (double)atomic_load(&t->latency_max_us) / 1000.0);
+	printf(", \"late\": %" PRIu64 ", \"first_error\": ", atomic_load(&run->late));
 	if (t->first_error[0]) {
 		putchar('"');
 		for (const char *p = t->first_error; *p; p++)
