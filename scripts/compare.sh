@@ -110,6 +110,15 @@ BULK_BYTES=20000000
 SESSIONS=200
 TETHER_CONFIG="$root/tests/load/compare-tether.json"
 
+# The caller's lock (flock /run/tether-lab.lock ...) reaches this script as an
+# open file; the lab's servers would inherit it and keep the lock held if they
+# ever outlived this script.  flock itself holds it until this script ends.
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}
+  [[ $n =~ ^[0-9]+$ ]] && ((n > 2 && n != 255)) || continue
+  [[ $(readlink "$fd" 2>/dev/null) == *.lock ]] && eval "exec $n<&-"
+done
+
 # A lab that is up belongs to someone else (or to a run that died): never tear
 # it down from here.
 if ip netns list 2>/dev/null | grep -q '^tl-'; then
