@@ -256,7 +256,12 @@ sys.exit(0 if ok else 1)' 2>/dev/null; then
     sleep 0.1
   done
   tail -20 "$work/dataplane.log" >&2
-  die "tether-dataplane did not resolve its backends and accept on $VIP:$PORT within 30 s"
+  dataplane_stats 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("backends resolved:", [(b["address"], b["neighbor_resolved"]) for b in s["backends"]],
+      "arp:", s["arp"])' >&2 || true
+  die "tether-dataplane did not resolve its backends by ARP, or did not accept on $VIP:$PORT"
 }
 
 haproxy_up() {
@@ -375,6 +380,8 @@ measure() {
   for pid in "${PEER_PIDS[@]}"; do pidargs+=(--cpu-pid "$pid"); done
   hz=$(getconf CLK_TCK)
   if ((${#PEER_PIDS[@]})); then
+    # 1 s to settle first (tether's start-up still touches its tables), then 2 s
+    sleep 1
     t0=$(proc_ticks "${PEER_PIDS[@]}"); sleep 2; t1=$(proc_ticks "${PEER_PIDS[@]}")
     echo "{\"idle_cpu_share\": $(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz / 2 }')}" \
       >"$work/r$round-$peer-idle.json"
