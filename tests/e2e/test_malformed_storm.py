@@ -26,7 +26,7 @@ import sys
 import time
 
 from tetherlab import (REPO, STATE_DIR, ClientLoop, SlowDownloads, check, client_range,
-                       run_scenario)
+                       run_scenario, sanitized)
 from test_malformed_frames import KINDS, lab_multicast_sent
 
 CONFIG = REPO / "config" / "lab.json"
@@ -53,21 +53,24 @@ def write_frames():
     return path
 
 
-def storm(lab, frames_path):
+def storm(lab, frames_path, frames):
     mac = lab.dataplane_command({"command": "status"})["ports"]["public"]["mac"]
     binary = lab.build_dir / "tests" / "tether-flood"
     proc = lab.exec("router", binary, "--interface", "r-pub", "--mac", mac, "--kind", "frames",
-                    "--frames", frames_path, "--count", FRAMES, "--rate", RATE,
+                    "--frames", frames_path, "--count", frames, "--rate", RATE,
                     "--seconds", 60, "--settle", lab.dataplane_socket, "--batch", 256,
                     check=False, timeout=90)
     report = json.loads(proc.stdout or "{}")
-    check(proc.returncode == 0 and report.get("sent") == FRAMES,
+    check(proc.returncode == 0 and report.get("sent") == frames,
           "tether-flood: %s %s" % (report, proc.stderr[-500:]))
     return report
 
 
 def scenario(lab):
     frames_path = write_frames()
+    # an ASan+UBSan dataplane (test.sh --sanitize) runs two to three times
+    # slower: a third of the storm, the same checks
+    frames = FRAMES // 3 if sanitized(lab.build_dir) else FRAMES
     downloads = SlowDownloads(client_range(DOWNLOADS), TARGET, DOWNLOAD_BYTES, DOWNLOAD_S,
                               SERVER_NAME, ca=lab.ca_path(), stall_limit=15)
     loop = None
@@ -80,7 +83,7 @@ def scenario(lab):
         multicast_before = lab_multicast_sent(lab)
         before = lab.stats()
         started = time.monotonic()
-        report = storm(lab, frames_path)
+        report = storm(lab, frames_path, frames)
         storm_s = time.monotonic() - started
     finally:
         batches = loop.stop() if loop else []
@@ -97,7 +100,7 @@ def scenario(lab):
     rises = {c: after["drops"][c] - before["drops"][c] for c in expected}
     wrong = {c: (rises[c], n) for c, n in expected.items() if rises[c] != n}
     check(not wrong, "drop counters rose by other than the frames sent (rise, sent): %s" % wrong)
-    check(sum(sent.values()) == FRAMES, "the generator's per-kind counts sum to %d"
+    check(sum(sent.values()) == frames, "the generator's per-kind counts sum to %d"
           % sum(sent.values()))
     rss_after = resident_kb(lab)
     check(rss_after - rss_before < RSS_GROWTH_MAX_KB, "the dataplane's resident memory grew "
@@ -115,9 +118,9 @@ def scenario(lab):
     check(lab.dataplane.poll() is None, "tether-dataplane died in the storm")
     return {
         "storm": "%d frames of %d kinds in %.1f s (%.0f frames/s)"
-                 % (FRAMES, len(KINDS), report["seconds"], FRAMES / report["seconds"]),
+                 % (frames, len(KINDS), report["seconds"], frames / report["seconds"]),
         "drop counters": "sum of rises %d = %d sent + %d IGMP (lab bridge); per counter: %s"
-                         % (sum(rises.values()), FRAMES, background,
+                         % (sum(rises.values()), frames, background,
                             ", ".join("%s %d" % kv for kv in sorted(rises.items()))),
         "downloads": "%d/%d byte-exact, clean close, longest wait for data %.2f s"
                      % (len(results) - len(failed), len(results),
