@@ -4,7 +4,7 @@
 User-visible behaviour, on the ssl-session VIP 192.0.2.20:443
 (tests/e2e/configs/ssl_session.json), while legitimate TLS clients keep
 connecting from tl-client1 (batches of 40 addresses, one connection each):
-- 2,300,000 SYNs (at least 2,000,000 of them reaching DPDK) from random ports of the unused lab addresses
+- 2,600,000 SYNs (at least 2,000,000 of them reaching DPDK) from random ports of the unused lab addresses
   203.0.113.210-254 (tether-flood on r-pub in tl-router, addressed to the
   dataplane's MAC, at most 150,000 a second): every SYN the dataplane receives
   is answered with a cookie and creates nothing: flows_created rises only by
@@ -34,7 +34,7 @@ from tetherlab import (REPO, ClientLoop, check, client_range, parse_args, run_sc
 CONFIG = REPO / "tests" / "e2e" / "configs" / "ssl_session.json"
 TARGET = "192.0.2.20:443"
 SERVER_NAME = "cp.assist.example"
-SYNS, SYN_RATE = 2300000, 150000
+SYNS, SYN_RATE = 2600000, 150000
 SYNS_RECEIVED_MIN = 2000000                  # what must reach the dataplane
 ACKS, ACK_RATE = 500000, 150000
 FLOOD_SOURCES = "203.0.113.210-203.0.113.254"   # no lab host: the SYN-ACKs go nowhere
