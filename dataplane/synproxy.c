@@ -919,7 +919,11 @@ backend_accepted(struct worker *worker, struct flow *flow, struct binding *bindi
 	flow->state = FLOW_TCP_ESTABLISHED;
 	flow->flags |= FLOW_BACKEND_SYNACK;
 	binding->state = BINDING_SPLICED;
-	binding->learning = true;
+	/* A connection placed because its hello never completed is not learned
+	 * from: the server answers a hello that tether never saw whole, and the
+	 * binding (22 KB) would be held up to LEARN_TIMEOUT_MS for a client
+	 * that may be stalling on purpose.  Released once the replay is acked. */
+	binding->learning = !binding->placed_by_timeout;
 	binding->retries = 0;
 	binding->deadline = worker->now + REPLAY_RTO_MS * worker->tsc_per_ms;
 	binding->learn_deadline = worker->now + LEARN_TIMEOUT_MS * worker->tsc_per_ms;
@@ -1135,6 +1139,7 @@ tick_binding(struct worker *worker, struct binding *binding)
 	case BINDING_INSPECTING:
 		if (worker->now >= binding->inspect_deadline) {
 			stats->inspect_timeouts++;
+			binding->placed_by_timeout = true;
 			decide(worker, flow, binding, TLS_NEED_MORE);
 		}
 		break;

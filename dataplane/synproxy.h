@@ -55,6 +55,7 @@ struct binding {
 	uint8_t retries;
 	bool replay_acked;
 	bool learning;
+	bool placed_by_timeout;          /* no complete hello: nothing to learn from */
 	bool psk_key_name_valid;
 	bool backend_timestamps;
 	uint16_t length;                 /* client bytes buffered, from client_isn + 1 */
