@@ -65,12 +65,13 @@ enum field {
 static const char *const protocol_names[] = { "tcp", "udp", NULL };
 static const char *const persistence_names[] = { "none", "source-ip", "ssl-session", NULL };
 static const char *const fallback_names[] = { "source-ip", "source-ip+sni", "none", NULL };
+static const char *const syn_cookies_names[] = { "auto", "always", "never", NULL };
 static const char *const health_names[] = { "none", "tcp", "tls", "http", "https", NULL };
 
 /* The keys each object type may hold; anything else is reported. */
 static const char *const top_keys[] = { "dataplane", "control", "services", "pools", NULL };
 static const char *const dataplane_keys[] = {
-	"workers", "ports", "flows", "sessions", "maglev", "binding", "idle_sleep_us", NULL };
+	"workers", "ports", "flows", "sessions", "maglev", "binding", "overload", "idle_sleep_us", NULL };
 static const char *const ports_keys[] = { "public", "private", NULL };
 static const char *const port_keys[] = { "device", "address", "gateway", NULL };
 static const char *const flows_keys[] = {
@@ -79,10 +80,12 @@ static const char *const flows_keys[] = {
 static const char *const sessions_keys[] = { "capacity", NULL };
 static const char *const maglev_keys[] = { "table_size", NULL };
 static const char *const binding_keys[] = { "capacity", "inspect_timeout_ms", NULL };
+static const char *const overload_keys[] = {
+	"half_open", "syn_cookie_percent", "refuse_percent", NULL };
 static const char *const control_keys[] = { "socket", "metrics", NULL };
 static const char *const service_keys[] = {
 	"name", "vip", "port", "protocol", "pool", "target_port",
-	"persistence", "allow_from", NULL };
+	"persistence", "syn_cookies", "allow_from", NULL };
 static const char *const persistence_keys[] = {
 	"mode", "fallback", "timeout_s", "source_prefix", NULL };
 static const char *const pool_keys[] = { "backends", "health", NULL };
@@ -831,6 +834,28 @@ parse_binding(struct parser *parser, json_t *value, const char *path)
 		       &dataplane->inspect_timeout_ms);
 }
 
+/* The overload ladder (docs/reliability.md): cookies before refusal. */
+static void
+parse_overload(struct parser *parser, json_t *value, const char *path)
+{
+	struct config_dataplane *dataplane = &parser->config->dataplane;
+	char child[PATH_SIZE];
+
+	if (!check_object(parser, value, path, overload_keys))
+		return;
+	member_integer(parser, value, path, "half_open", false, 1, CAPACITY_MAX,
+		       &dataplane->overload_half_open);
+	member_integer(parser, value, path, "syn_cookie_percent", false, 1, 100,
+		       &dataplane->overload_cookie_percent);
+	member_integer(parser, value, path, "refuse_percent", false, 1, 100,
+		       &dataplane->overload_refuse_percent);
+	if (dataplane->overload_cookie_percent > dataplane->overload_refuse_percent) {
+		format_into(child, sizeof child, "%s.syn_cookie_percent", path);
+		report(parser, child, "%u is above refuse_percent (%u): cookies are the first step",
+		       dataplane->overload_cookie_percent, dataplane->overload_refuse_percent);
+	}
+}
+
 static bool
 is_prime(uint32_t n)
 {
@@ -916,6 +941,8 @@ parse_dataplane(struct parser *parser, json_t *value, const char *path)
 		parse_sessions(parser, section, child);
 	if ((section = member(parser, value, path, "binding", false, child)) != NULL)
 		parse_binding(parser, section, child);
+	if ((section = member(parser, value, path, "overload", false, child)) != NULL)
+		parse_overload(parser, section, child);
 	member_integer(parser, value, path, "idle_sleep_us", false, 0, 10000,
 		       &parser->config->dataplane.idle_sleep_us);
 	if ((section = member(parser, value, path, "maglev", false, child)) != NULL)
@@ -1364,6 +1391,33 @@ parse_service_pool(struct parser *parser, const json_t *object, const char *pare
 		report(parser, path, "no pool named '%s'", quote(name, quoted));
 }
 
+/* SYN cookies are a TCP matter, and delayed binding cannot do without them. */
+static void
+parse_syn_cookies(struct parser *parser, json_t *value, const char *path,
+		  struct config_service *service)
+{
+	char child[PATH_SIZE];
+	unsigned choice;
+
+	service->syn_cookies = service->persistence.mode == CONFIG_PERSIST_SSL_SESSION ?
+			       CONFIG_SYN_COOKIES_ALWAYS : CONFIG_SYN_COOKIES_AUTO;
+	if (member_choice(parser, value, path, "syn_cookies", false, syn_cookies_names,
+			  &choice) != FIELD_OK)
+		return;
+	format_into(child, sizeof child, "%s.syn_cookies", path);
+	if (service->protocol == CONFIG_PROTO_UDP) {
+		report(parser, child, "SYN cookies apply to protocol tcp only");
+		return;
+	}
+	if (service->persistence.mode == CONFIG_PERSIST_SSL_SESSION &&
+	    choice != CONFIG_SYN_COOKIES_ALWAYS) {
+		report(parser, child, "an ssl-session service always answers SYNs with cookies "
+		       "(delayed binding); only \"always\" may be given");
+		return;
+	}
+	service->syn_cookies = (enum config_syn_cookies)choice;
+}
+
 static void
 parse_service(struct parser *parser, json_t *value, const char *path,
 	      struct config_service *service)
@@ -1396,6 +1450,7 @@ parse_service(struct parser *parser, json_t *value, const char *path,
 		format_into(child, sizeof child, "%s.persistence.mode", path);
 		report(parser, child, "ssl-session persistence needs protocol tcp");
 	}
+	parse_syn_cookies(parser, value, path, service);
 }
 
 /* A VIP the dataplane also answers ARP for as its own port address would
@@ -1521,6 +1576,9 @@ set_defaults(struct config *config)
 		.maglev_table_size = 65537,
 		.binding_capacity = 1024,
 		.inspect_timeout_ms = 3000,
+		.overload_half_open = 1024,
+		.overload_cookie_percent = 75,
+		.overload_refuse_percent = 95,
 	};
 	config->control = (struct config_control){
 		.socket = "/run/tether/control.sock",

@@ -60,6 +60,11 @@ struct config_dataplane {
 	uint32_t binding_capacity;       /* "binding.capacity": ssl-session connections being
 					  * inspected at once, default 1024 (about 22 KB each) */
 	uint32_t inspect_timeout_ms;     /* "binding.inspect_timeout_ms", default 3000 */
+	/* "overload": when a worker's SYNs answer with cookies for services on
+	 * syn_cookies auto, and when it refuses new connections outright */
+	uint32_t overload_half_open;     /* "half_open": handshakes pending, default 1024 */
+	uint32_t overload_cookie_percent; /* "syn_cookie_percent": flows or mbufs, default 75 */
+	uint32_t overload_refuse_percent; /* "refuse_percent": flows or mbufs, default 95 */
 	uint32_t idle_sleep_us;          /* "idle_sleep_us": sleep when a poll finds nothing;
 					  * 0 (default) = busy-poll, as on bare metal */
 };
@@ -90,6 +95,14 @@ struct config_persistence {
 	uint8_t source_prefix_length;       /* "source_prefix", default 32 */
 };
 
+/* When a plain TCP service answers SYNs with cookies instead of creating a
+ * flow per SYN (ssl-session services always do). */
+enum config_syn_cookies {
+	CONFIG_SYN_COOKIES_AUTO,         /* default: only when the worker is under pressure */
+	CONFIG_SYN_COOKIES_ALWAYS,
+	CONFIG_SYN_COOKIES_NEVER,
+};
+
 struct config_service {
 	char name[CONFIG_NAME_MAX];
 	uint32_t vip;
@@ -98,6 +111,7 @@ struct config_service {
 	unsigned pool;                      /* index into config.pools */
 	uint16_t target_port;               /* 0: use the backend's port */
 	struct config_persistence persistence;
+	enum config_syn_cookies syn_cookies;
 	unsigned allow_count;               /* 0: everyone allowed */
 	struct config_prefix allow_from[CONFIG_ALLOW_MAX];
 };

@@ -219,6 +219,7 @@ ssl_session_json(const struct api *api)
 	PROXY_COUNTER(rst_sent); PROXY_COUNTER(rst_rate_limited);
 	PROXY_COUNTER(bindings_started); PROXY_COUNTER(bindings_full);
 	PROXY_COUNTER(bindings_bound); PROXY_COUNTER(bindings_aborted);
+	PROXY_COUNTER(cookie_connections);
 	PROXY_COUNTER(inspect_timeouts); PROXY_COUNTER(backend_syn_retries);
 	PROXY_COUNTER(backend_failed); PROXY_COUNTER(replay_retransmits);
 	PROXY_COUNTER(hit_session_id); PROXY_COUNTER(hit_ticket); PROXY_COUNTER(hit_key_name);
@@ -233,6 +234,29 @@ ssl_session_json(const struct api *api)
 	json_object_set_new(object, "bindings_active", json_integer((json_int_t)
 		(PROXY_SUM(capacity) - PROXY_SUM(free_top))));
 	return object;
+}
+
+/* The degradation ladder (overload.h): the highest level of any worker and
+ * each worker's, the half-open flows, the steps taken and what they cost. */
+static json_t *
+overload_json(const struct api *api)
+{
+	json_t *levels = json_array();
+	unsigned highest = OVERLOAD_NONE;
+
+	for (unsigned w = 0; w < api->worker_count; w++) {
+		unsigned level = api->workers[w].overload.level;
+		json_array_append_new(levels, json_string(overload_level_name(level)));
+		highest = level > highest ? level : highest;
+	}
+	return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I}",
+		"level", overload_level_name(highest),
+		"worker_levels", levels,
+		"half_open", (json_int_t)SUM(flows.half_open),
+		"entered_syn_cookies", (json_int_t)SUM(overload.stats.entered_syn_cookies),
+		"entered_refuse_new", (json_int_t)SUM(overload.stats.entered_refuse_new),
+		"syns_cookied", (json_int_t)SUM(overload.stats.syns_cookied),
+		"refused", (json_int_t)SUM(overload.stats.refused));
 }
 
 /* Several workers: how the clients spread and how much steering costs. */
@@ -266,7 +290,7 @@ stats_json(const struct api *api)
 
 	return json_pack(
 		"{s:o, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:o, s:o, s:o}",
 		"ports", ports_json(api),
 		"drops", drops,
 		"drops_total", (json_int_t)drops_total,
@@ -289,6 +313,7 @@ stats_json(const struct api *api)
 		"echo_replies", (json_int_t)SUM(stats.icmp_echo_replies),
 		"errors_relayed", (json_int_t)SUM(stats.icmp_errors_relayed),
 		"steering", steering_json(api),
+		"overload", overload_json(api),
 		"services", services_json(api),
 		"backends", backends_json(api),
 		"ssl_session", ssl_session_json(api));

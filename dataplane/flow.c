@@ -254,6 +254,7 @@ entry_take(struct flow_table *table, const struct flow *flow)
 
 	table->flows[index] = *flow;
 	table->live++;
+	table->half_open += flow->state == FLOW_TCP_SYN;
 	return index;
 }
 
@@ -323,6 +324,7 @@ flow_remove(struct flow_table *table, uint32_t index)
 		flow_key_reverse(flow, &key);
 		slot_remove(table, flow_key_hash(&key), index << 1 | FLOW_REVERSE);
 	}
+	table->half_open -= flow->state == FLOW_TCP_SYN;
 	flow->state = FLOW_FREE;
 	table->free_stack[table->free_top++] = index;
 	table->live--;

@@ -126,6 +126,8 @@ struct flow_table {
 	struct flow *flows;
 	uint32_t capacity;
 	uint32_t live;
+	uint32_t half_open;        /* flows in FLOW_TCP_SYN: counted by insert and remove, and
+				    * by the pipeline where a packet moves one out of it */
 	uint32_t free_top;
 	uint32_t *free_stack;
 	uint32_t expire_cursor;

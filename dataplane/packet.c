@@ -49,6 +49,7 @@ static const char *const reason_names[PACKET_REASON_COUNT] = {
 	[PACKET_DROP_WRONG_SIDE] = "wrong_side",
 	[PACKET_DROP_TCP_UNEXPECTED_SYN] = "tcp_unexpected_syn",
 	[PACKET_DROP_HANDOFF_FULL] = "handoff_full",
+	[PACKET_DROP_OVERLOAD] = "overload_refused",
 };
 
 const char *

@@ -66,6 +66,7 @@ enum packet_reason {
 	PACKET_DROP_WRONG_SIDE,          /* a flow's packet on the other port (spoofing) */
 	PACKET_DROP_TCP_UNEXPECTED_SYN,  /* a SYN inside a live spliced connection */
 	PACKET_DROP_HANDOFF_FULL,        /* the owning worker's handoff ring was full */
+	PACKET_DROP_OVERLOAD,            /* a new connection refused at OVERLOAD_REFUSE_NEW */
 	PACKET_REASON_COUNT
 };
 

@@ -96,9 +96,14 @@ forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
 		}
 	}
 	flow->last_seen = worker->now;
-	if (info->protocol == IPPROTO_TCP)
+	if (info->protocol == IPPROTO_TCP) {
+		bool half_open = flow->state == FLOW_TCP_SYN;
 		if (unlikely(!flow_track_tcp(flow, direction, info->tcp_flags, info->tcp_sequence)))
 			worker->stats.rst_out_of_window++;
+		/* the one place a flow leaves FLOW_TCP_SYN (overload.h counts them) */
+		if (unlikely(half_open) && flow->state != FLOW_TCP_SYN)
+			worker->flows.half_open--;
+	}
 	if (direction == FLOW_FORWARD) {
 		service->packets_in++;
 		service->bytes_in += m->pkt_len;
@@ -228,6 +233,30 @@ opens_tcp_flow(uint8_t tcp_flags)
 	       == RTE_TCP_SYN_FLAG;
 }
 
+/*
+ * Whether a TCP packet without a flow, to a plain service that may use SYN
+ * cookies, goes to the cookie path (synproxy.h): its SYNs while the service is
+ * on "always" or the worker is under overload (overload.h), and every ACK, whose
+ * cookie may come from a moment of overload that has passed (a wrong one is
+ * refused there, as it would be here).  Everything else takes the plain path.
+ */
+static inline bool
+answers_with_cookie(struct worker *worker, const struct runtime_service *service, uint8_t tcp_flags)
+{
+	uint8_t flags = tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG |
+				     RTE_TCP_FIN_FLAG);
+
+	if (flags != RTE_TCP_SYN_FLAG)
+		return (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG)) ==
+		       RTE_TCP_ACK_FLAG;
+	if (service->syn_cookies == CONFIG_SYN_COOKIES_ALWAYS)
+		return true;
+	if (likely(worker->overload.level == OVERLOAD_NONE))
+		return false;
+	worker->overload.stats.syns_cookied++;
+	return true;
+}
+
 /* A packet that matched no flow: admit it to a service or drop it, counted. */
 static void
 new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m, const struct packet_info *info)
@@ -255,8 +284,18 @@ new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m, const struct 
 		synproxy_no_flow(worker, m, info, (unsigned)service_index);
 		return;
 	}
+	if (info->protocol == IPPROTO_TCP && service->syn_cookies != CONFIG_SYN_COOKIES_NEVER &&
+	    answers_with_cookie(worker, service, info->tcp_flags)) {
+		synproxy_no_flow(worker, m, info, (unsigned)service_index);
+		return;
+	}
 	if (info->protocol == IPPROTO_TCP && !opens_tcp_flow(info->tcp_flags)) {
 		pipeline_drop(worker, m, PACKET_DROP_TCP_NO_FLOW);
+		return;
+	}
+	if (unlikely(worker->overload.level == OVERLOAD_REFUSE_NEW)) {
+		worker->overload.stats.refused++;
+		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);
 		return;
 	}
 
@@ -392,6 +431,7 @@ pipeline_expire(struct worker *worker, unsigned budget)
 {
 	unsigned expired = flow_expire(&worker->flows, worker->now, budget, flow_expired, worker);
 
+	overload_update(worker);
 	worker->stats.flows_expired += expired;
 	worker->stats.persist_expired += persist_expire(&worker->persist, worker->now, budget);
 	if (worker->synproxy)

@@ -24,6 +24,7 @@
 
 #include "flow.h"
 #include "neighbor.h"
+#include "overload.h"
 #include "persist.h"
 #include "services.h"
 #include "stats.h"
@@ -81,7 +82,8 @@ struct worker {
 	struct rte_mempool *mempool;   /* for ARP and ICMP frames we originate */
 	struct flow_table flows;
 	struct persist_table persist;
-	struct synproxy *synproxy;     /* ssl-session delayed binding (synproxy.h) */
+	struct synproxy *synproxy;     /* SYN cookies and delayed binding (synproxy.h) */
+	struct overload overload;      /* the degradation ladder (overload.h) */
 	struct neighbor_table neighbors;
 	struct worker_stats stats;
 	struct tx_queue tx[2];

@@ -125,6 +125,7 @@ build_service(struct services *services, unsigned index, const struct config_ser
 	service->pool_id = services->pools[conf->pool].id;
 	service->persistence = conf->persistence.mode;
 	service->fallback = conf->persistence.fallback;
+	service->syn_cookies = (uint8_t)conf->syn_cookies;
 	service->source_mask = prefix_mask(conf->persistence.source_prefix_length);
 	service->persist_timeout_s = conf->persistence.timeout_s;
 	service->allow_count = (uint16_t)conf->allow_count;

@@ -85,6 +85,7 @@ struct runtime_service {
 	uint8_t protocol;
 	uint8_t persistence;       /* enum config_persistence_mode */
 	uint8_t fallback;          /* enum config_fallback (ssl-session only) */
+	uint8_t syn_cookies;       /* enum config_syn_cookies */
 	uint16_t id;               /* stable */
 	uint16_t pool;             /* index */
 	uint16_t pool_id;          /* stable: TLS sessions are remembered per pool */

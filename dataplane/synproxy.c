@@ -367,9 +367,13 @@ rst_allowed(struct worker *worker)
 	return true;
 }
 
-/* An ACK with no flow whose cookie is wrong: RST it (RFC 793: seq = its ack). */
+/* An ACK with no flow whose cookie is wrong: RST it (RFC 793: seq = its ack)
+ * if it came to an ssl-session service, whose clients always get cookies; a
+ * plain service stays as silent as for any other segment without a flow
+ * (docs/architecture.md, inbound rules). */
 static void
-refuse_ack(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info)
+refuse_ack(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
+	   const struct runtime_service *service)
 {
 	const uint8_t *tcp = tcp_header(m, info);
 	struct segment rst = {
@@ -380,7 +384,7 @@ refuse_ack(struct worker *worker, struct rte_mbuf *m, const struct packet_info *
 
 	worker->synproxy->stats.cookies_invalid++;
 	pipeline_drop(worker, m, PACKET_DROP_TCP_NO_FLOW);
-	if (rst_allowed(worker)) {
+	if (service->persistence == CONFIG_PERSIST_SSL_SESSION && rst_allowed(worker)) {
 		send_to_client(worker, &rst);
 		worker->synproxy->stats.rst_sent++;
 	}
@@ -388,6 +392,10 @@ refuse_ack(struct worker *worker, struct rte_mbuf *m, const struct packet_info *
 
 static void client_data(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
 			struct flow *flow, struct binding *binding);
+static bool bind_backend(struct worker *worker, struct flow *flow, struct binding *binding,
+			 int backend);
+static int plain_backend(struct worker *worker, struct flow *flow);
+static void note_client_options(struct binding *binding, const uint8_t *tcp);
 
 /* A valid cookie: the client's handshake is complete; start a binding. */
 static void
@@ -400,6 +408,11 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 	if (proxy->free_top == 0) {
 		proxy->stats.bindings_full++;
 		rte_pktmbuf_free(m);   /* the client retransmits; a binding may be free by then */
+		return;
+	}
+	if (unlikely(worker->overload.level == OVERLOAD_REFUSE_NEW)) {
+		worker->overload.stats.refused++;
+		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);   /* likewise retransmitted */
 		return;
 	}
 	struct flow flow = {
@@ -437,9 +450,22 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 	binding->client_isn = client_isn;
 	binding->our_isn = cookie;
 	binding->inspect_deadline = worker->now + proxy->inspect_timeout;
-	proxy->stats.bindings_started++;
 	worker->stats.flows_created++;
-	client_data(worker, m, info, &worker->flows.flows[index], binding);
+	struct flow *created = &worker->flows.flows[index];
+	if (worker->services->services[service].persistence != CONFIG_PERSIST_SSL_SESSION) {
+		/* a plain service has nothing to read: connect now, as a SYN
+		 * forwarded at once would have; what the client sends meanwhile
+		 * is buffered and replayed like a hello */
+		proxy->stats.cookie_connections++;
+		note_client_options(binding, tcp_header(m, info));   /* the SYN's window and TSval */
+		if (!bind_backend(worker, created, binding, plain_backend(worker, created))) {
+			rte_pktmbuf_free(m);
+			return;
+		}
+	} else {
+		proxy->stats.bindings_started++;
+	}
+	client_data(worker, m, info, created, binding);
 }
 
 void
@@ -465,7 +491,7 @@ synproxy_no_flow(struct worker *worker, struct rte_mbuf *m, const struct packet_
 	uint32_t client_isn = load_be32(tcp + TCP_SEQ_OFFSET) - 1;
 	uint32_t cookie = load_be32(tcp + TCP_ACK_OFFSET) - 1;
 	if (!syncookie_check(&proxy->secret, &tuple, client_isn, cookie, cookie_tick(worker), &client)) {
-		refuse_ack(worker, m, info);
+		refuse_ack(worker, m, info, &worker->services->services[service]);
 		return;
 	}
 	proxy->stats.cookies_valid++;
@@ -667,6 +693,23 @@ lookup_ticket(struct worker *worker, const struct runtime_service *service, cons
 	return exact == LOOKUP_DOWN || by_name == LOOKUP_DOWN ? LOOKUP_DOWN : LOOKUP_MISS;
 }
 
+/* Source-IP persistence for `flow`, as a plain service schedules it. */
+static int
+by_source_ip(struct worker *worker, struct flow *flow)
+{
+	return pipeline_schedule_source_ip(worker, worker->services->service_index[flow->service],
+					   flow->client, &flow->persist_entry);
+}
+
+/* Maglev on the 5-tuple, as a service with persistence none schedules. */
+static int
+by_tuple(struct worker *worker, const struct runtime_service *service, const struct flow *flow)
+{
+	return pipeline_maglev_pick(worker->services, service,
+				    pipeline_flow_hash(flow->client, flow->vip, flow->client_port,
+						       flow->vip_port, IPPROTO_TCP));
+}
+
 /* The fallback of DESIGN.md: source IP (default), source IP + SNI, or none. */
 static int
 fallback_backend(struct worker *worker, struct flow *flow, const struct tls_client_hello *hello)
@@ -678,8 +721,7 @@ fallback_backend(struct worker *worker, struct flow *flow, const struct tls_clie
 		return -1;   /* removed by a reload while the hello was read */
 	switch (service->fallback) {
 	case CONFIG_FALLBACK_SOURCE_IP:
-		return pipeline_schedule_source_ip(worker, services->service_index[flow->service],
-						   flow->client, &flow->persist_entry);
+		return by_source_ip(worker, flow);
 	case CONFIG_FALLBACK_SOURCE_IP_SNI: {
 		uint32_t hash = rte_hash_crc_4byte(flow->client & service->source_mask, 0x5e1u);
 		if (hello && hello->sni_length)
@@ -687,10 +729,22 @@ fallback_backend(struct worker *worker, struct flow *flow, const struct tls_clie
 		return pipeline_maglev_pick(services, service, hash);
 	}
 	default:
-		return pipeline_maglev_pick(services, service,
-			pipeline_flow_hash(flow->client, flow->vip, flow->client_port, flow->vip_port,
-					   IPPROTO_TCP));
+		return by_tuple(worker, service, flow);
 	}
+}
+
+/* A plain service's connection that came in by cookie: the backend its SYN
+ * would have got without one (pipeline.c new_flow), so a client keeps its
+ * backend whichever way it came in. */
+static int
+plain_backend(struct worker *worker, struct flow *flow)
+{
+	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
+
+	if (!service)
+		return -1;
+	return service->persistence == CONFIG_PERSIST_SOURCE_IP ? by_source_ip(worker, flow) :
+								  by_tuple(worker, service, flow);
 }
 
 /* Session ID, then ticket (TLS 1.2 extension or TLS 1.3 PSK identity), each
@@ -786,10 +840,19 @@ decide(struct worker *worker, struct flow *flow, struct binding *binding, enum t
 		count_fallback(stats, reason);
 	if (backend < 0)
 		backend = fallback_backend(worker, flow, have_hello ? &hello : NULL);
+	if (bind_backend(worker, flow, binding, backend))
+		stats->bindings_bound++;
+}
+
+/* Give the binding's flow `backend` (an index, or -1: none) and connect to it.
+ * False when the connection was aborted instead (the flow is gone). */
+static bool
+bind_backend(struct worker *worker, struct flow *flow, struct binding *binding, int backend)
+{
 	if (backend < 0) {
 		worker->stats.drops[PACKET_DROP_NO_BACKEND]++;
 		abort_binding(worker, flow, binding);
-		return;
+		return false;
 	}
 	const struct runtime_backend *chosen = &worker->services->backends[backend];
 	flow->backend = chosen->id;
@@ -810,11 +873,11 @@ decide(struct worker *worker, struct flow *flow, struct binding *binding, enum t
 		if (flow->persist_entry != FLOW_NO_PERSIST)
 			worker->persist.entries[flow->persist_entry].flows++;   /* end_flow takes it back */
 		abort_binding(worker, flow, binding);
-		return;
+		return false;
 	}
 	pipeline_count_new_flow(worker, flow);
-	stats->bindings_bound++;
 	connect_backend(worker, flow, binding);
+	return true;
 }
 
 /* --- step 4: connecting to the backend ----------------------------------- */
@@ -923,12 +986,20 @@ backend_accepted(struct worker *worker, struct flow *flow, struct binding *bindi
 	 * from: the server answers a hello that tether never saw whole, and the
 	 * binding (22 KB) would be held up to LEARN_TIMEOUT_MS for a client
 	 * that may be stalling on purpose.  Released once the replay is acked. */
-	binding->learning = !binding->placed_by_timeout;
+	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
+	binding->learning = !binding->placed_by_timeout && service &&
+			    service->persistence == CONFIG_PERSIST_SSL_SESSION;
 	binding->retries = 0;
 	binding->deadline = worker->now + REPLAY_RTO_MS * worker->tsc_per_ms;
 	binding->learn_deadline = worker->now + LEARN_TIMEOUT_MS * worker->tsc_per_ms;
 	tls_server_scan_init(&binding->scan, binding->scratch, sizeof(binding->scratch));
 	send_replay(worker, flow, binding);
+	/* Nothing to replay and nothing to learn (a cookie connection whose
+	 * client has not spoken yet): the binding has done its work.  Should
+	 * the ACK just sent be lost, the backend's repeated SYN-ACK reaches the
+	 * client, whose answer completes the backend's handshake. */
+	if (binding->length == 0 && !binding->learning)
+		binding_release(worker, flow);
 }
 
 void

@@ -79,6 +79,7 @@ struct synproxy_stats {
 	uint64_t cookies_sent, cookies_valid, cookies_invalid;
 	uint64_t rst_sent, rst_rate_limited;
 	uint64_t bindings_started, bindings_full, bindings_bound, bindings_aborted;
+	uint64_t cookie_connections;     /* plain-service connections admitted by a cookie */
 	uint64_t inspect_timeouts, backend_syn_retries, backend_failed, replay_retransmits;
 	uint64_t hit_session_id, hit_ticket, hit_key_name;
 	uint64_t fallback_new_session, fallback_unknown_session, fallback_tls13_unknown_ticket;

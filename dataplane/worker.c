@@ -75,22 +75,21 @@ worker_init(struct worker *worker, unsigned id, const struct config *config,
 			 dataplane->session_capacity);
 		return rc;
 	}
-	for (unsigned s = 0; s < config->service_count; s++) {
-		if (config->services[s].persistence.mode != CONFIG_PERSIST_SSL_SESSION)
-			continue;
-		if ((rc = synproxy_create(worker, config)) < 0) {
-			snprintf(error, error_size, "ssl-session state (%u bindings, %u sessions): out of memory",
-				 dataplane->binding_capacity, dataplane->session_capacity);
-			return rc;
-		}
-		/* a binding flow ends by its own timers (inspect, SYN retries of
-		 * about 7.5 s); the flow timeout only reclaims what they missed */
-		uint64_t binding_timeout = ((uint64_t)dataplane->inspect_timeout_ms + 15000) *
-					   worker->tsc_per_ms;
-		worker->flows.timeout[FLOW_TCP_BINDING] = binding_timeout;
-		worker->flows.timeout[FLOW_TCP_CONNECTING] = binding_timeout;
-		break;
+	/* Always, whatever the services: every TCP service may answer SYNs with
+	 * cookies under overload, and a reload may add an ssl-session service
+	 * (the tables' sizes are in the dataplane section, fixed until restart). */
+	if ((rc = synproxy_create(worker, config)) < 0) {
+		snprintf(error, error_size, "SYN-cookie and ssl-session state (%u bindings, %u sessions): "
+			 "out of memory", dataplane->binding_capacity, dataplane->session_capacity);
+		return rc;
 	}
+	/* a binding flow ends by its own timers (inspect, SYN retries of
+	 * about 7.5 s); the flow timeout only reclaims what they missed */
+	uint64_t binding_timeout = ((uint64_t)dataplane->inspect_timeout_ms + 15000) *
+				   worker->tsc_per_ms;
+	worker->flows.timeout[FLOW_TCP_BINDING] = binding_timeout;
+	worker->flows.timeout[FLOW_TCP_CONNECTING] = binding_timeout;
+	overload_init(worker, config, flow_capacity);
 	if ((rc = stats_init(&worker->stats, SERVICE_IDS, BACKEND_IDS)) < 0) {
 		snprintf(error, error_size, "counters: out of memory");
 		return rc;

@@ -352,6 +352,10 @@ bench_worker_create_id(struct bench_worker *bench, unsigned id, const char *pers
 			 "%s{ \"name\": \"be%u\", \"address\": \"198.51.100.%u\", \"port\": 443 }",
 			 b ? ", " : "", b + 1, 131 + b);
 	}
+	/* Plain services never switch to cookies here: each scenario offers new
+	 * SYNs far faster than any client would, and the overload ladder
+	 * (overload.h) would turn the plain path it measures into the cookie one. */
+	const char *cookies = strstr(persistence, "ssl-session") ? "" : ", \"syn_cookies\": \"never\"";
 	snprintf(text, sizeof(text),
 		 "{ \"dataplane\": { \"ports\": {"
 		 "    \"public\": { \"device\": \"net_null0\", \"address\": \"198.51.100.2/25\", \"gateway\": \"198.51.100.1\" },"
@@ -359,11 +363,11 @@ bench_worker_create_id(struct bench_worker *bench, unsigned id, const char *pers
 		 "  \"flows\": { \"capacity\": %u }, \"sessions\": { \"capacity\": %u },"
 		 "  \"binding\": { \"capacity\": %u } },"
 		 "  \"services\": [ { \"name\": \"bench\", \"vip\": \"" VIP "\", \"port\": %u, \"pool\": \"bench\","
-		 "      \"persistence\": %s } ],"
+		 "      \"persistence\": %s%s } ],"
 		 "  \"pools\": { \"bench\": { \"backends\": [ %s ] } } }",
 		 flow_capacity < 1024 ? 1024 : flow_capacity,
 		 session_capacity < 1024 ? 1024 : session_capacity,
-		 binding_capacity, VIP_PORT, persistence, backends);
+		 binding_capacity, VIP_PORT, persistence, cookies, backends);
 
 	memset(bench, 0, offsetof(struct bench_worker, worker));
 	if (config_parse(text, strlen(text), &bench->config, &errors) < 0) {

@@ -20,6 +20,7 @@
 #include "packet_builder.h"
 #include "pipeline.h"
 #include "worker.h"
+#include "worker_fixture.h"
 
 static const char test_config[] =
 	"{ \"dataplane\": { \"ports\": {"
@@ -42,52 +43,21 @@ static const struct rte_ether_addr private_mac = {{ 0x02, 0xaa, 0, 0, 0, 0x02 }}
 static const struct rte_ether_addr gateway_mac = {{ 0x02, 0xbb, 0, 0, 0, 0x01 }};
 
 static struct rte_mempool *mempool;
-static struct config config;
-static struct services services;
-static struct services_registry registry;
+static struct worker_fixture fixture;
 static struct worker worker;
 
 static int
 setup(void **state)
 {
-	struct config_errors errors;
-	struct dataplane_port ports[2] = {
-		{ .port_id = 0, .mac = public_mac, .address = builder_address("198.51.100.2"),
-		  .netmask = builder_address("255.255.255.128") },
-		{ .port_id = 1, .mac = private_mac, .address = builder_address("198.51.100.129"),
-		  .netmask = builder_address("255.255.255.128") },
-	};
-	char error[256];
 	(void)state;
-
-	if (config_parse(test_config, sizeof(test_config) - 1, &config, &errors) < 0) {
-		for (unsigned i = 0; i < errors.count && i < CONFIG_ERRORS_MAX; i++)
-			fprintf(stderr, "%s: %s\n", errors.errors[i].path, errors.errors[i].message);
-		return -1;
-	}
-	if (services_build(&services, &config, &registry) < 0 ||
-	    worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0)
-		return -1;
-	worker.now = rte_rdtsc();
-	/* every next hop resolved: backend b has MAC 02:cc:..:b */
-	for (unsigned i = 0; i < worker.neighbors.count; i++) {
-		struct neighbor *neighbor = &worker.neighbors.entries[i];
-		neighbor->state = NEIGHBOR_REACHABLE;
-		neighbor->confirmed = worker.now;
-		neighbor->next_probe = UINT64_MAX;
-		neighbor->mac = i == worker.ports[PORT_PUBLIC].gateway_neighbor ? gateway_mac :
-			(struct rte_ether_addr){{ 0x02, 0xcc, 0, 0, 0, (uint8_t)i }};
-	}
-	return 0;
+	return worker_fixture_setup(&fixture, &worker, test_config, mempool, &gateway_mac);
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	worker_free(&worker);
-	services_free(&services);
-	config_free(&config);
+	worker_fixture_teardown(&fixture, &worker);
 	return 0;
 }
 
@@ -145,8 +115,8 @@ assert_checksums_valid(struct rte_mbuf *m)
 static int
 backend_of(uint32_t address)
 {
-	for (unsigned b = 0; b < services.backend_count; b++)
-		if (services.backends[b].address == address)
+	for (unsigned b = 0; b < fixture.services.backend_count; b++)
+		if (fixture.services.backends[b].address == address)
 			return (int)b;
 	return -1;
 }
@@ -171,12 +141,12 @@ test_client_reaches_backend_and_reply_comes_from_vip(void **state)
 	assert_int_equal(info.source, builder_address("203.0.113.10"));   /* client IP kept */
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(out, struct rte_ether_hdr *);
 	assert_memory_equal(&eth->src_addr, &private_mac, 6);
-	assert_memory_equal(&eth->dst_addr, &worker.neighbors.entries[services.backends[backend].neighbor].mac, 6);
+	assert_memory_equal(&eth->dst_addr, &worker.neighbors.entries[fixture.services.backends[backend].neighbor].mac, 6);
 	assert_checksums_valid(out);
 	rte_pktmbuf_free(out);
 
 	char backend_address[16];
-	config_format_ipv4(rte_be_to_cpu_32(services.backends[backend].address), backend_address);
+	config_format_ipv4(rte_be_to_cpu_32(fixture.services.backends[backend].address), backend_address);
 	builder_ipv4(&frame, &(struct test_tuple){ backend_address, "203.0.113.10", 443, 40000, IPPROTO_TCP, 0x12, 0 });
 	out = run_one(PORT_PRIVATE, &frame, &port);
 	assert_non_null(out);

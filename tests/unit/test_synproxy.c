@@ -23,7 +23,9 @@
 #include "packet_builder.h"
 #include "pipeline.h"
 #include "synproxy.h"
+#include "tcp_fixture.h"
 #include "worker.h"
+#include "worker_fixture.h"
 
 static const char test_config[] =
 	"{ \"dataplane\": { \"ports\": {"
@@ -41,9 +43,7 @@ static const char test_config[] =
 	"    { \"name\": \"be4\", \"address\": \"198.51.100.134\", \"port\": 443 } ] } } }";
 
 static struct rte_mempool *mempool;
-static struct config config;
-static struct services services;
-static struct services_registry registry;
+static struct worker_fixture fixture;
 static struct worker worker;
 
 struct stream { uint8_t bytes[8192]; size_t length; };
@@ -73,40 +73,15 @@ load_stream(const char *name, struct stream *stream)
 static int
 setup(void **state)
 {
-	struct config_errors errors;
-	struct dataplane_port ports[2] = {
-		{ .port_id = 0, .address = builder_address("198.51.100.2"),
-		  .netmask = builder_address("255.255.255.128") },
-		{ .port_id = 1, .address = builder_address("198.51.100.129"),
-		  .netmask = builder_address("255.255.255.128") },
-	};
-	char error[256];
 	(void)state;
-	if (config_parse(test_config, sizeof(test_config) - 1, &config, &errors) < 0) {
-		fprintf(stderr, "%s: %s\n", errors.errors[0].path, errors.errors[0].message);
-		return -1;
-	}
-	if (services_build(&services, &config, &registry) < 0 ||
-	    worker_init(&worker, 0, &config, &services, mempool, ports, error, sizeof(error)) < 0) {
-		fprintf(stderr, "%s\n", error);
-		return -1;
-	}
-	worker.now = rte_rdtsc();
-	for (unsigned i = 0; i < worker.neighbors.count; i++) {
-		worker.neighbors.entries[i].state = NEIGHBOR_REACHABLE;
-		worker.neighbors.entries[i].confirmed = worker.now;
-		worker.neighbors.entries[i].next_probe = UINT64_MAX;
-	}
-	return 0;
+	return worker_fixture_setup(&fixture, &worker, test_config, mempool, NULL);
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	worker_free(&worker);
-	services_free(&services);
-	config_free(&config);
+	worker_fixture_teardown(&fixture, &worker);
 	return 0;
 }
 
@@ -116,81 +91,21 @@ segment(const char *source, const char *destination, uint16_t source_port, uint1
 	uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *options, unsigned options_length,
 	const uint8_t *payload, unsigned payload_length)
 {
-	struct test_frame frame;
-	builder_ipv4(&frame, &(struct test_tuple){ source, destination, source_port, destination_port,
-						   IPPROTO_TCP, flags, 0 });
-	uint8_t *ip = frame.bytes + 14, *tcp = ip + 20;
-	unsigned tcp_length = 20 + options_length;
-	uint16_t total = (uint16_t)(20 + tcp_length + payload_length);
-	uint32_t value32;
-	uint16_t value16;
-	value32 = htonl(seq); memcpy(tcp + 4, &value32, 4);
-	value32 = htonl(ack); memcpy(tcp + 8, &value32, 4);
-	tcp[12] = (uint8_t)((tcp_length / 4) << 4);
-	tcp[14] = 0x01; tcp[15] = 0xf5;   /* window 501 (scaled) */
-	/* memcpy from NULL is undefined even for 0 bytes (UBSan's nonnull-attribute) */
-	if (options_length)
-		memcpy(tcp + 20, options, options_length);
-	if (payload_length)
-		memcpy(tcp + tcp_length, payload, payload_length);
-	value16 = htons(total); memcpy(ip + 2, &value16, 2);
-	builder_fix_ip_checksum(&frame);
-	tcp[16] = tcp[17] = 0;
-	value16 = builder_l4_checksum(ip); memcpy(tcp + 16, &value16, 2);
-	frame.length = 14 + total < 60 ? 60 : 14 + total;
-	struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
-	memcpy(rte_pktmbuf_append(m, (uint16_t)frame.length), frame.bytes, frame.length);
-	return m;
+	return tcp_fixture_segment(mempool, source, destination, source_port, destination_port, seq,
+				   ack, flags, options, options_length, payload, payload_length);
 }
 
-struct output { unsigned count; struct rte_mbuf *frames[8]; unsigned ports[8]; };
+static void
+run_burst(unsigned port, struct rte_mbuf **burst, uint16_t count, struct output *out)
+{
+	tcp_fixture_run_burst(&worker, port, burst, count, out);
+}
 
 static void
 run(unsigned port, struct rte_mbuf *m, struct output *out)
 {
-	pipeline_process_burst(&worker, port, &m, 1);
-	out->count = 0;
-	for (unsigned p = 0; p < 2; p++) {
-		for (unsigned i = 0; i < worker.tx[p].count; i++) {
-			out->frames[out->count] = worker.tx[p].packets[i];
-			out->ports[out->count++] = p;
-		}
-		worker.tx[p].count = 0;
-	}
+	run_burst(port, &m, 1, out);
 }
-
-static void
-release(struct output *out)
-{
-	for (unsigned i = 0; i < out->count; i++)
-		rte_pktmbuf_free(out->frames[i]);
-	out->count = 0;
-}
-
-static const uint8_t *tcp_of(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, uint8_t *) + 34; }
-static uint32_t seq_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, tcp_of(m) + 4, 4); return ntohl(v); }
-static uint32_t ack_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, tcp_of(m) + 8, 4); return ntohl(v); }
-static uint32_t destination_of(struct rte_mbuf *m) { uint32_t v; memcpy(&v, rte_pktmbuf_mtod(m, uint8_t *) + 30, 4); return v; }
-static unsigned payload_of(struct rte_mbuf *m)
-{
-	const uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + 14;
-	return (unsigned)((ip[2] << 8 | ip[3]) - 20 - (tcp_of(m)[12] >> 4) * 4);
-}
-
-static void
-assert_checksums(struct rte_mbuf *m)
-{
-	uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + 14;
-	uint16_t stored;
-	assert_int_equal(checksum_compute(ip, 20), 0);
-	memcpy(&stored, ip + 36, 2);
-	ip[36] = ip[37] = 0;
-	assert_int_equal(stored, builder_l4_checksum(ip));
-	memcpy(ip + 36, &stored, 2);
-}
-
-/* MSS 1460, SACK permitted, timestamps (TSval 1000), window scale 7 */
-static const uint8_t syn_options[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 1, 3, 3, 7 };
 
 /*
  * One whole connection: returns the backend the hello went to.  `client_hello`
@@ -378,21 +293,6 @@ test_tls13_learns_key_names_never_session_ids(void **state)
 				 first);
 	}
 	assert_int_equal(stats->hit_key_name, hits + 3);
-}
-
-static void
-run_burst(unsigned port, struct rte_mbuf **burst, uint16_t count, struct output *out)
-{
-	pipeline_process_burst(&worker, port, burst, count);
-	out->count = 0;
-	for (unsigned p = 0; p < 2; p++) {
-		for (unsigned i = 0; i < worker.tx[p].count; i++) {
-			assert_true(out->count < 8);
-			out->frames[out->count] = worker.tx[p].packets[i];
-			out->ports[out->count++] = p;
-		}
-		worker.tx[p].count = 0;
-	}
 }
 
 static uint32_t
