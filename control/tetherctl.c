@@ -392,9 +392,10 @@ print_flows(const json_t *reply)
 	size_t index;
 	const json_t *backend;
 
-	printf("flows: %lld live of %lld, %lld created, %lld expired; %lld packets dropped in all\n",
-	       integer_of(flows, "live"), integer_of(flows, "capacity"), integer_of(flows, "created"),
-	       integer_of(flows, "expired"), integer_of(reply, "drops_total"));
+	printf("flows: %lld live of %lld, %lld created, %lld expired; %lld packets dropped in all; "
+	       "overload %s\n", integer_of(flows, "live"), integer_of(flows, "capacity"),
+	       integer_of(flows, "created"), integer_of(flows, "expired"),
+	       integer_of(reply, "drops_total"), text_of(json_object_get(reply, "overload"), "level"));
 	table_init(&table, headers, 4);
 	json_array_foreach(json_object_get(reply, "backends"), index, backend)
 		table_row(&table, "%s\t%s\t%lld\t%lld", text_of(backend, "pool"), text_of(backend, "name"),
