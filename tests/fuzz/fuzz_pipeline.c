@@ -11,7 +11,9 @@
  * ports no NIC backs, every next hop resolved.  The config has a source-ip
  * service, two ssl-session services (fallback source-ip and none) so both the
  * NAT path and the SYN-cookie / delayed-binding / splice path are reached, a
- * port-translating service, a UDP service and one with allow_from.  State is
+ * port-translating service, a source-ip service on "syn_cookies": "always"
+ * (the plain cookie path; the overload ladder moves on its own as the 1,024
+ * flows fill), a UDP service and one with allow_from.  State is
  * kept across inputs (flows, bindings, sessions, learned tickets), as on a
  * live balancer; time is a virtual clock that only the inputs move, and the
  * SYN-cookie secret is fixed, so a crash input replays the same way from a
@@ -87,6 +89,8 @@ static const char fuzz_config[] =
 	"    { \"name\": \"tls-strict\", \"vip\": \"192.0.2.31\", \"port\": 443, \"pool\": \"web\","
 	"      \"persistence\": { \"mode\": \"ssl-session\", \"fallback\": \"none\" } },"
 	"    { \"name\": \"alt\", \"vip\": \"192.0.2.23\", \"port\": 443, \"target_port\": 8443, \"pool\": \"web\" },"
+	"    { \"name\": \"cookie\", \"vip\": \"192.0.2.24\", \"port\": 443, \"pool\": \"web\","
+	"      \"persistence\": { \"mode\": \"source-ip\" }, \"syn_cookies\": \"always\" },"
 	"    { \"name\": \"dns\", \"vip\": \"192.0.2.20\", \"port\": 53, \"protocol\": \"udp\", \"pool\": \"web\" },"
 	"    { \"name\": \"acl\", \"vip\": \"192.0.2.10\", \"port\": 443, \"pool\": \"web\","
 	"      \"allow_from\": [\"203.0.113.0/26\"] } ],"
@@ -321,13 +325,15 @@ print_stats(void)
 		"; hits id %" PRIu64 " ticket %" PRIu64 " key name %" PRIu64
 		"; learned id %" PRIu64 " ticket %" PRIu64 " key name %" PRIu64
 		"; fallback new %" PRIu64 " not_tls %" PRIu64 " timeout %" PRIu64
-		"; backend retries %" PRIu64 " failed %" PRIu64 "; rst %" PRIu64 "\n",
+		"; backend retries %" PRIu64 " failed %" PRIu64 "; rst %" PRIu64
+		"; cookie connections %" PRIu64 "; overload level %u refused %" PRIu64 "\n",
 		proxy->cookies_sent, proxy->cookies_valid, proxy->cookies_invalid,
 		proxy->bindings_started, proxy->bindings_bound, proxy->bindings_aborted,
 		proxy->hit_session_id, proxy->hit_ticket, proxy->hit_key_name,
 		proxy->learned_session_id, proxy->learned_ticket, proxy->learned_key_name,
 		proxy->fallback_new_session, proxy->fallback_not_tls, proxy->fallback_timeout,
-		proxy->backend_syn_retries, proxy->backend_failed, proxy->rst_sent);
+		proxy->backend_syn_retries, proxy->backend_failed, proxy->rst_sent,
+		proxy->cookie_connections, worker.overload.level, worker.overload.stats.refused);
 	for (unsigned r = 0; r < PACKET_REASON_COUNT; r++)
 		if (worker.stats.drops[r])
 			fprintf(stderr, "  drop %s %" PRIu64 "\n", packet_reason_name(r), worker.stats.drops[r]);

@@ -131,7 +131,7 @@ LINUX_SYN_OPTIONS = bytes([2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0xe8, 0, 0
 SYNACK_OPTIONS = bytes([2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x20, 0, 0, 0, 0x03, 0xe9, 1, 3, 3, 7])
 TIMESTAMPS = bytes([1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0])
 CLIENT, VIP_STICKY, VIP_TLS, VIP_STRICT = '203.0.113.10', '192.0.2.20', '192.0.2.30', '192.0.2.31'
-VIP_ALT, VIP_ACL = '192.0.2.23', '192.0.2.10'
+VIP_ALT, VIP_ACL, VIP_COOKIE = '192.0.2.23', '192.0.2.10', '192.0.2.24'
 BACKENDS = ['198.51.100.131', '198.51.100.132', '198.51.100.133']
 
 
@@ -249,6 +249,22 @@ def ssl_session(vip, client_stream, server_stream, client=CLIENT, port=40001, he
     return records
 
 
+def cookie_connection(vip, client=CLIENT, port=40300):
+    """A plain service on syn_cookies always: cookie, backend connected on the
+    ACK, a request and an answer through the splice, then FIN."""
+    return [
+        record(tcp(client, vip, port, 443, SYN, seq=3000, options=LINUX_SYN_OPTIONS)),
+        record(tcp(client, vip, port, 443, ACK, options=TIMESTAMPS), PUBLIC, REPLY | FIX | END),
+        record(tcp('0.0.0.0', '0.0.0.0', 0, 0, SYN | ACK, seq=60000, options=SYNACK_OPTIONS),
+               PRIVATE, REPLY | FIX | END),
+        record(tcp(client, vip, port, 443, ACK | PSH, options=TIMESTAMPS,
+                   payload=b'GET / HTTP/1.0\r\n\r\n'), PUBLIC, REPLY | FIX | END),
+        record(tcp('0.0.0.0', '0.0.0.0', 0, 0, ACK | PSH, options=TIMESTAMPS,
+                   payload=b'HTTP/1.0 200 OK\r\n\r\n'), PRIVATE, REPLY | FIX | END),
+        record(tcp(client, vip, port, 443, FIN | ACK, options=TIMESTAMPS), PUBLIC, REPLY | FIX | END),
+    ]
+
+
 def tls_pair(case):
     return (read_hex(os.path.join(TLS_FIXTURES, case + '.client.hex')),
             read_hex(os.path.join(TLS_FIXTURES, case + '.server.hex')))
@@ -256,6 +272,7 @@ def tls_pair(case):
 
 def pipeline_corpus(out):
     write(out, 'nat-source-ip-connection', seed(*nat_connection(VIP_STICKY)))
+    write(out, 'nat-syn-cookie-connection', seed(*cookie_connection(VIP_COOKIE)))
     write(out, 'nat-port-translation', seed(*nat_connection(VIP_ALT, port=40010)))
     write(out, 'nat-acl-allowed-and-denied', seed(*nat_connection(VIP_ACL, port=40020),
                                                   *nat_connection(VIP_ACL, client='198.18.0.7')))
