@@ -2,7 +2,8 @@
  * test_reload.c: a reload never breaks an established flow: the new tables
  * are swapped in while a (simulated) worker runs, IDs survive, a backend
  * removed from the pool keeps its flows but gets no new ones, a drained one
- * gets no new flows, and a bad file changes nothing.
+ * gets no new flows, a bad file changes nothing, and a reload may bring the
+ * first ssl-session service (its SYNs answered by cookie at once).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -37,6 +38,14 @@ static const char config_a[] = HEAD
 static const char config_b[] = HEAD
 	"  \"services\": [ { \"name\": \"new\", \"vip\": \"192.0.2.30\", \"port\": 443, \"pool\": \"cp\" },"
 	"                { \"name\": \"cp\", \"vip\": \"192.0.2.20\", \"port\": 443, \"pool\": \"cp\" } ],"
+	"  \"pools\": { \"cp\": { \"backends\": ["
+	"    { \"name\": \"be2\", \"address\": \"198.51.100.132\" },"
+	"    { \"name\": \"be3\", \"address\": \"198.51.100.133\" } ] } } }";
+/* the first ssl-session service, added by a reload */
+static const char config_c[] = HEAD
+	"  \"services\": [ { \"name\": \"cp\", \"vip\": \"192.0.2.20\", \"port\": 443, \"pool\": \"cp\" },"
+	"                { \"name\": \"tls\", \"vip\": \"192.0.2.40\", \"port\": 443, \"pool\": \"cp\","
+	"                  \"persistence\": { \"mode\": \"ssl-session\" } } ],"
 	"  \"pools\": { \"cp\": { \"backends\": ["
 	"    { \"name\": \"be2\", \"address\": \"198.51.100.132\" },"
 	"    { \"name\": \"be3\", \"address\": \"198.51.100.133\" } ] } } }";
@@ -118,6 +127,7 @@ test_reload_keeps_flows_and_ids(void **state_unused)
 
 	write_file("/tmp/tether-test-reload-a.json", config_a);
 	write_file("/tmp/tether-test-reload-b.json", config_b);
+	write_file("/tmp/tether-test-reload-c.json", config_c);
 	write_file("/tmp/tether-test-reload-bad.json", config_bad);
 	assert_int_equal(config_load_file("/tmp/tether-test-reload-a.json", &state.config, &errors), 0);
 	struct dataplane_port ports[2] = {
@@ -207,6 +217,20 @@ test_reload_keeps_flows_and_ids(void **state_unused)
 		assert_int_equal(destination(out), be3);
 		rte_pktmbuf_free(out);
 	}
+
+	/* the first ssl-session service, by reload: its SYN gets a cookie */
+	stop = false;
+	assert_int_equal(pthread_create(&thread, NULL, adopt_loop, NULL), 0);
+	assert_int_equal(reload_config(&state, "/tmp/tether-test-reload-c.json", &errors, error,
+				       sizeof(error)), 0);
+	stop = true;
+	pthread_join(thread, NULL);
+	resolve_all();
+	out = run_syn("203.0.113.8", "192.0.2.40", 44000, &port);
+	assert_non_null(out);
+	assert_int_equal(port, PORT_PUBLIC);
+	assert_int_equal(rte_pktmbuf_mtod(out, uint8_t *)[47], 0x12);   /* SYN-ACK */
+	rte_pktmbuf_free(out);
 	worker_free(&worker);
 	reload_free(&state);
 }
