@@ -1431,8 +1431,11 @@ test_scale_tls_cpu_per_check(void **state)
 	snprintf(pool.name, sizeof pool.name, "cp");
 	pool.backend_count = COUNT;
 	pool.backends = backends;
+	/* fall 10: this measures CPU per check; a loaded machine (an ASan build
+	 * beside other jobs) can take over 50 ms for a handshake now and then,
+	 * and two such in a row must not mark a healthy server down */
 	pool.health = (struct config_health){ .type = CONFIG_HEALTH_TLS, .interval_ms = ms(100),
-		.timeout_ms = ms(50), .rise = 1, .fall = 2, .path = "/", .expect_status = 200 };
+		.timeout_ms = ms(50), .rise = 1, .fall = 10, .path = "/", .expect_status = 200 };
 	snprintf(pool.health.ca, sizeof pool.health.ca, "%s", pki.ca_file);
 	memset(&config, 0, sizeof config);
 	config.pool_count = 1;
