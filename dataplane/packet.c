@@ -50,6 +50,7 @@ static const char *const reason_names[PACKET_REASON_COUNT] = {
 	[PACKET_DROP_TCP_UNEXPECTED_SYN] = "tcp_unexpected_syn",
 	[PACKET_DROP_HANDOFF_FULL] = "handoff_full",
 	[PACKET_DROP_OVERLOAD] = "overload_refused",
+	[PACKET_DROP_TCP_BAD_CHECKSUM] = "tcp_bad_checksum",
 };
 
 const char *

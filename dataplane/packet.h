@@ -67,6 +67,7 @@ enum packet_reason {
 	PACKET_DROP_TCP_UNEXPECTED_SYN,  /* a SYN inside a live spliced connection */
 	PACKET_DROP_HANDOFF_FULL,        /* the owning worker's handoff ring was full */
 	PACKET_DROP_OVERLOAD,            /* a new connection refused at OVERLOAD_REFUSE_NEW */
+	PACKET_DROP_TCP_BAD_CHECKSUM,    /* client bytes a binding would buffer and acknowledge */
 	PACKET_REASON_COUNT
 };
 

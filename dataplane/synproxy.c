@@ -558,6 +558,21 @@ note_client_options(struct binding *binding, const uint8_t *tcp)
 		binding->client_tsval = load_be32(tcp + offsets.timestamp + 2);
 }
 
+/* Whether a segment's TCP checksum holds.  Only the client bytes a binding
+ * buffers are checked: the dataplane acknowledges them itself, so a corrupted
+ * segment would never be resent and would reach the backend as it came.
+ * What is only forwarded is left to the endpoints, as a router leaves it. */
+static bool
+tcp_checksum_holds(const struct packet_info *info, const uint8_t *tcp)
+{
+	uint16_t length = (uint16_t)(info->l3_length - (info->l4_offset - info->l3_offset));
+	uint32_t sum = checksum_partial(tcp, length, checksum_pseudo_header(info->source,
+									      info->destination,
+									      IPPROTO_TCP, length));
+
+	return checksum_fold(sum) == 0xffff;
+}
+
 static void
 client_data(struct worker *worker, struct rte_mbuf *m, const struct packet_info *info,
 	    struct flow *flow, struct binding *binding)
@@ -566,6 +581,10 @@ client_data(struct worker *worker, struct rte_mbuf *m, const struct packet_info 
 	unsigned length = payload_length(info, tcp);
 	uint8_t flags = info->tcp_flags;
 
+	if (length && unlikely(!tcp_checksum_holds(info, tcp))) {
+		pipeline_drop(worker, m, PACKET_DROP_TCP_BAD_CHECKSUM);   /* the client resends it */
+		return;
+	}
 	note_client_options(binding, tcp);
 	bool grew = buffer_client_bytes(binding, tcp, length);
 	rte_pktmbuf_free(m);

@@ -389,6 +389,37 @@ test_syn_cannot_kill_a_spliced_connection(void **state)
 	assert_int_equal(worker.stats.drops[PACKET_DROP_TCP_UNEXPECTED_SYN], dropped + 1);
 }
 
+/* A hello segment whose TCP checksum is wrong is neither buffered nor
+ * acknowledged (the client resends it; the dataplane's ACK would have made
+ * the damage final); the resent one is taken as usual. */
+static void
+test_corrupted_hello_segment_is_not_acknowledged(void **state)
+{
+	static struct stream hello;
+	struct output out;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &hello);
+	unsigned length = (unsigned)first_record_length(&hello);
+	const uint32_t isn = 0x44440000;
+	uint32_t cookie = cookie_for("203.0.113.80", 50000, isn);
+	uint64_t bad = worker.stats.drops[PACKET_DROP_TCP_BAD_CHECKSUM];
+
+	struct rte_mbuf *corrupted = segment("203.0.113.80", "192.0.2.20", 50000, 443, isn + 1,
+					     cookie + 1, RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, NULL, 0,
+					     hello.bytes, length);
+	rte_pktmbuf_mtod(corrupted, uint8_t *)[54 + 10] ^= 0x40;   /* a bit of the hello flipped */
+	run(PORT_PUBLIC, corrupted, &out);
+	assert_int_equal(out.count, 0);
+	assert_int_equal(worker.stats.drops[PACKET_DROP_TCP_BAD_CHECKSUM], bad + 1);
+
+	run(PORT_PUBLIC, segment("203.0.113.80", "192.0.2.20", 50000, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, NULL, 0, hello.bytes, length), &out);
+	assert_int_equal(out.count, 2);   /* the ACK of the whole hello, the SYN to a backend */
+	struct rte_mbuf *client_ack = out.ports[0] == PORT_PUBLIC ? out.frames[0] : out.frames[1];
+	assert_int_equal(ack_of(client_ack), isn + 1 + length);
+	release(&out);
+}
+
 /* A forged ACK (no cookie) gets a RST and creates nothing. */
 static void
 test_forged_ack_is_refused(void **state)
@@ -419,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_ack_and_split_hello_in_one_burst),
 		cmocka_unit_test(test_two_rsts_in_one_burst),
 		cmocka_unit_test(test_syn_cannot_kill_a_spliced_connection),
+		cmocka_unit_test(test_corrupted_hello_segment_is_not_acknowledged),
 	};
 	if (test_eal_start("test_synproxy") < 0)
 		return 1;
