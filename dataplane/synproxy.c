@@ -1199,7 +1199,14 @@ synproxy_splice_to_client(struct worker *worker, struct flow *flow, struct rte_m
 			binding->replay_acked = true;
 		if (binding->learning)
 			scan_server_bytes(worker, flow, binding, tcp, payload_length(info, tcp));
-		if (binding->replay_acked && !binding->learning)
+		/* A RST the flow believed (its state is CLOSE now) ends the backend's
+		 * side: nothing more to replay or learn.  Without this, a backend
+		 * that reset before acknowledging the replay (a bare RST has no ACK)
+		 * kept the binding until the learning deadline, 10 s, while the
+		 * replay went on being resent to a closed connection. */
+		if ((info->tcp_flags & RTE_TCP_RST_FLAG) && flow->state == FLOW_TCP_CLOSE)
+			binding_release(worker, flow);
+		else if (binding->replay_acked && !binding->learning)
 			binding_release(worker, flow);
 	}
 

@@ -420,6 +420,43 @@ test_corrupted_hello_segment_is_not_acknowledged(void **state)
 	release(&out);
 }
 
+/* A backend that resets a spliced connection before acknowledging the replay
+ * (a bare RST, no ACK) ends the binding at once: no replay goes on being
+ * resent to a closed connection, and the binding is free for the next client. */
+static void
+test_backend_reset_releases_the_binding(void **state)
+{
+	static struct stream hello;
+	struct output out;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &hello);
+	unsigned length = (unsigned)first_record_length(&hello);
+	const uint32_t isn = 0x45450000, backend_isn = 0x78780000;
+	uint32_t cookie = cookie_for("203.0.113.81", 51000, isn);
+	uint32_t free_before = worker.synproxy->free_top;
+
+	run(PORT_PUBLIC, segment("203.0.113.81", "192.0.2.20", 51000, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, NULL, 0, hello.bytes, length), &out);
+	assert_int_equal(out.count, 2);
+	struct rte_mbuf *syn = out.ports[0] == PORT_PRIVATE ? out.frames[0] : out.frames[1];
+	char backend[16];
+	config_format_ipv4(ntohl(destination_of(syn)), backend);
+	release(&out);
+	assert_int_equal(worker.synproxy->free_top, free_before - 1);
+
+	run(PORT_PRIVATE, segment(backend, "203.0.113.81", 443, 51000, backend_isn, isn + 1,
+				  RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, syn_options, sizeof(syn_options),
+				  NULL, 0), &out);
+	assert_int_equal(payload_of(out.frames[0]), length);   /* the replay */
+	release(&out);
+	run(PORT_PRIVATE, segment(backend, "203.0.113.81", 443, 51000, backend_isn + 1, 0,
+				  RTE_TCP_RST_FLAG, NULL, 0, NULL, 0), &out);
+	assert_int_equal(out.count, 1);   /* the client hears of it */
+	assert_int_equal(tcp_of(out.frames[0])[13] & RTE_TCP_RST_FLAG, RTE_TCP_RST_FLAG);
+	release(&out);
+	assert_int_equal(worker.synproxy->free_top, free_before);
+}
+
 /* A forged ACK (no cookie) gets a RST and creates nothing. */
 static void
 test_forged_ack_is_refused(void **state)
@@ -451,6 +488,7 @@ main(void)
 		cmocka_unit_test(test_two_rsts_in_one_burst),
 		cmocka_unit_test(test_syn_cannot_kill_a_spliced_connection),
 		cmocka_unit_test(test_corrupted_hello_segment_is_not_acknowledged),
+		cmocka_unit_test(test_backend_reset_releases_the_binding),
 	};
 	if (test_eal_start("test_synproxy") < 0)
 		return 1;
