@@ -909,6 +909,19 @@ class SlowDownloads:
             results.append(result)
         return results
 
+    @staticmethod
+    def check(results):
+        """Fails unless every result of wait() is a byte-exact download with a clean
+        close; returns the figure: "N/N byte-exact, clean close, longest wait ..."."""
+        failed = [r for r in results if not r["ok"]]
+        check(not failed, "%d of %d downloads failed; first: %s"
+              % (len(failed), len(results), ["%s: %s" % (r["source"], r["error"])
+                                             for r in failed[:3]]))
+        unclean = [r for r in results if not r["clean_close"]]
+        check(not unclean, "%d downloads did not close cleanly" % len(unclean))
+        return "%d/%d byte-exact, clean close, longest wait for data %.2f s" \
+            % (len(results), len(results), max(r["max_gap_s"] or 0 for r in results))
+
     def stop(self):
         for proc in self.procs:
             if proc.poll() is None:
