@@ -212,6 +212,36 @@ render_steering(struct page *page, const json_t *steering)
 			    (long long)json_integer_value(json_object_get(worker, "flows_live")));
 }
 
+/* The overload ladder (docs/reliability.md): the level as a number an alert
+ * can compare (0 none, 1 syn-cookies, 2 refuse-new), and what the steps cost. */
+static void
+render_overload(struct page *page, const json_t *overload)
+{
+	static const char *const levels[] = { "none", "syn-cookies", "refuse-new" };
+	static const struct scalar counters[] = {
+		{ "half_open", "tether_overload_half_open", "gauge",
+		  "Plain TCP flows still in their handshake (cookies turn on at overload.half_open).", NULL },
+		{ "entered_syn_cookies", "tether_overload_syn_cookies_entered_total", "counter",
+		  "Times a worker turned SYN cookies on for services on syn_cookies auto.", NULL },
+		{ "entered_refuse_new", "tether_overload_refuse_new_entered_total", "counter",
+		  "Times a worker began refusing every new connection.", NULL },
+		{ "syns_cookied", "tether_overload_syns_cookied_total", "counter",
+		  "SYNs answered by cookie because of overload.", NULL },
+		{ "refused", "tether_overload_refused_total", "counter",
+		  "New connections refused at refuse-new.", NULL },
+	};
+	const char *level = json_string_value(json_object_get(overload, "level"));
+
+	if (!overload)
+		return;
+	family(page, "tether_overload_level", "gauge",
+	       "The highest overload level of any worker: 0 none, 1 syn-cookies, 2 refuse-new.");
+	for (unsigned i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (level && strcmp(level, levels[i]) == 0)
+			page_printf(page, "tether_overload_level %u\n", i);
+	render_scalars(page, overload, counters, sizeof(counters) / sizeof(counters[0]));
+}
+
 /* --- per service, per backend --- */
 
 static void
@@ -405,6 +435,7 @@ render_dataplane(struct page *page, const json_t *stats)
 	render_counters_by_key(page, json_object_get(stats, "arp"), "tether_arp_", "ARP");
 	render_counters_by_key(page, json_object_get(stats, "icmp"), "tether_icmp_", "ICMP");
 	render_steering(page, json_object_get(stats, "steering"));
+	render_overload(page, json_object_get(stats, "overload"));
 	render_services(page, json_object_get(stats, "services"));
 	render_dataplane_backends(page, json_object_get(stats, "backends"));
 	render_ssl_session(page, json_object_get(stats, "ssl_session"));
