@@ -97,9 +97,11 @@ def sessions_client(lab, sessions_file, create_from, resume_from, sessions, resu
 
 
 def brief(results, count=3):
-    return "; ".join("session %s attempt %s from %s -> %s (offered %s's) reused=%s/%s: %s"
-                     % (r["session"], r["attempt"], r["source"], r["server"], r["session_from"],
-                        r["reused"], r["server_reused"], r["error"] or "ok")
+    return "; ".join("session %s attempt %s from %s:%s -> %s (offered %s's) reused=%s/%s "
+                     "after %.2f s: %s"
+                     % (r["session"], r["attempt"], r["source"], r["local_port"], r["server"],
+                        r["session_from"], r["reused"], r["server_reused"], r["seconds"],
+                        r["error"] or "ok")
                      for r in results[:count])
 
 
@@ -108,18 +110,22 @@ def resumed_at_issuer(r):
         r["server_reused"] == 1
 
 
-def loop_verdict(batches, since, what, avoid=None, until=None):
+def loop_verdict(batches, since, what, avoid=None, until=None, context=""):
     """Every connection of the batches started after since succeeded (and, until
-    `until`, none was answered by avoid).  Returns a figure."""
+    `until`, none was answered by avoid).  Returns a figure; context goes into a
+    failure's message."""
     errors = [b["error"] for b in batches if "error" in b and b["started"] > since]
     after = ClientLoop.results(batches, started_after=since)
-    failed = [r for r in after if not r["ok"]]
+    failed = ["%s (%s, %.2f s) in a batch started %+.2f s after the fault was known: %s"
+              % (r["source"], r["local"], r["seconds"], b["started"] - since, r["error"])
+              for b in batches if b["started"] > since for r in b.get("results", [])
+              if not r["ok"]]
     before = ClientLoop.results(batches, started_before=since)
     on_avoided = [r for r in ClientLoop.results(batches, started_after=since, ended_before=until)
                   if avoid and r["server"] == avoid]
     check(not errors, "%s: client batches failed: %s" % (what, errors[:2]))
-    check(not failed, "%s: %d of %d connections failed: %s" % (
-        what, len(failed), len(after), ["%s: %s" % (r["source"], r["error"]) for r in failed[:3]]))
+    check(not failed, "%s: %d of %d connections failed: %s%s" % (
+        what, len(failed), len(after), failed[:3], context))
     check(not on_avoided, "%s: %d connections answered by %s" % (what, len(on_avoided), avoid))
     check(len(after) >= 20, "%s: only %d connections" % (what, len(after)))
     return "before %d (%d failed), after %d (0 failed)%s" % (
@@ -138,6 +144,7 @@ def backend_kill(lab, figures):
     on_be2 = sum(r["server"] == "be2" for r in created["results"])
     check(on_be2 > 0, "no session was created on be2: %s" % created["summary"]["servers"])
 
+    phase_before = lab.stats()
     loops = [ClientLoop(client_range(10, first=40), SSL, tls=True, ca=lab.ca_path(),
                         server_name=SERVER_NAME, per_source=2, concurrency=20,
                         timeout=3).start(),
@@ -166,6 +173,10 @@ def backend_kill(lab, figures):
     finally:
         batches = [loop.stop() for loop in loops]
     after_up = backend(lab, "be2")
+    phase = stats_delta(phase_before, lab.stats())
+    context = "; dataplane over the phase: %s" % ", ".join(
+        "%s +%d" % (k, phase[k]) for k in ("backend_failed", "backend_syn_retries",
+                                           "replay_retransmits", "rst_sent", "inspect_timeouts"))
 
     detection = down_at - killed
     limit = FALL * INTERVAL_S + TIMEOUT_S + DOWN_SLACK_S
@@ -176,7 +187,8 @@ def backend_kill(lab, figures):
     check(while_down["new_flows"] == at_down["new_flows"], "be2 got %d new flows while down"
           % (while_down["new_flows"] - at_down["new_flows"]))
     for what, got in zip(("ssl-session clients", "source-ip clients"), batches):
-        figures["backend kill: " + what] = loop_verdict(got, down_at, what, "be2", up_at)
+        figures["backend kill: " + what] = loop_verdict(got, down_at, what, "be2", up_at,
+                                                        context)
 
     # the sessions of be2 moved (a full handshake elsewhere); the others still resume
     results = resumed["results"]
@@ -324,7 +336,9 @@ def dataplane_kill(lab, figures):
         resynced_at = wait_for(resynced, RESYNC_LIMIT_S + 5, "tether-control to resync be3's "
                                "disabled state", 0.01)
         lab.wait_ready()
-        time.sleep(1.5)
+        # a batch caught by the kill may wait for its 5 s timeout: judge whole batches after it
+        wait_for(lambda: len(ClientLoop.results(loop.batches, started_after=first["ended"]))
+                 >= 50, 20, "50 client connections after the first success")
     finally:
         probe.stop()
         batches = loop.stop()
@@ -414,7 +428,7 @@ def server_loss(lab, figures):
         try:
             sticky["results"] = lab.run_clients(sources, STICKY, tls=True, ca=lab.ca_path(),
                                                 server_name=SERVER_NAME, per_source=per_source,
-                                                concurrency=10, timeout=10, order="grouped")
+                                                concurrency=10, timeout=20, order="grouped")
         except Exception as e:              # noqa: BLE001 - judged below
             sticky["error"] = str(e)
     loss_rules(lab, LOSS_PERCENT)
@@ -466,10 +480,13 @@ def server_loss(lab, figures):
     slowest = max(r["seconds"] for r in results)
     figures["loss: ssl-session"] = ("%d/%d connections ok (%d sessions x %d resumptions from "
                                     "other addresses), %d/%d resumed on the creator; "
-                                    "hit_session_id +%d; slowest %.2f s" % (
+                                    "hit_session_id +%d; slowest %.2f s; the dataplane resent "
+                                    "%d SYNs and %d replays to backends, %d backends failed" % (
                                         len(results) - len(failed), len(results), sessions,
                                         resumes, len(later) - len(astray), len(later),
-                                        delta["hit_session_id"], slowest))
+                                        delta["hit_session_id"], slowest,
+                                        delta["backend_syn_retries"], delta["replay_retransmits"],
+                                        delta["backend_failed"]))
 
     check("error" not in sticky, "source-ip clients under loss: %s" % sticky.get("error"))
     got = sticky["results"]
