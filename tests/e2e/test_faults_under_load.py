@@ -34,9 +34,11 @@ lab session:
    at random, in each direction on the balancer's port of the server bridge
    (`numgen random mod 100 < 5 drop`; the health checks' port is left alone).
    Meanwhile TLS 1.2 sessions are created and resumed from other addresses on
-   `ssl`, and source-ip clients connect several times each to `sticky`: 0
-   failures, every resumption on its creator and resumed, every source on one
-   backend; the rule's counters show the loss; the table is removed after.
+   `ssl`, source-ip clients connect several times each to `sticky`, and 10
+   slow downloads of 2 MB run through the ssl-session splice: 0 failures,
+   every resumption on its creator and resumed, every source on one backend,
+   every download byte-exact with a clean close; the rule's counters show the
+   loss; the table is removed after.
 
 A tether-control kill under load and 100 reloads under load are the other
 two faults of the item: test_control_restart.py and test_control_reload.py.
