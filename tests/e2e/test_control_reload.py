@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""test_control_reload: 50 reloads under load disturb no connection; a broken file is refused whole.
+"""test_control_reload: 100 reloads under load (tetherctl and SIGHUP) disturb no connection; a broken file is refused whole.
 
-User-visible behaviour (issue 4, acceptance 3 and 4; docs/operations.md,
-"Reload"): tether-control runs on STATE_DIR/control-reload.json, a symlink the
+User-visible behaviour (issue 4, acceptance 3 and 4; issue 6, item 5: 100
+reloads under load; docs/operations.md, "Reload"): tether-control runs on STATE_DIR/control-reload.json, a symlink the
 test switches between two valid configs (tests/e2e/configs/control_reload_a.json
 and _b.json): B adds be4 to pool `web` and a service `web-extra`.  Under a
 continuous load of
 
 - 20 long-lived TLS connections to 192.0.2.20:443 (service `web`), each a slow
-  reader downloading 6 MB at a steady pace over about 25 s, every byte checked,
+  reader downloading 8 MB at a steady pace over about 32 s, every byte checked,
   started while B is loaded so that some of them run to be4, which every
   B -> A reload removes from the pool under them;
 - batches of new TLS connections to `web` (443) and plain HTTP ones to
   `web-http` (80), services present in both configs, one batch after another;
 
-the test runs `tetherctl reload` 50 times, alternating A and B.  Each reload
-exits 0, says what changed (backend web/be4 added or removed) and raises the
-dataplane's generation.  Then the symlink points at a broken file (B with
+the test reloads 100 times, alternating A and B: every fifth reload is a
+SIGHUP to tether-control, the others `tetherctl reload`.  Each reload
+succeeds, says what changed (tetherctl's reply names backend web/be4 added
+or removed; for SIGHUP the status counts one backend added or removed) and
+raises the dataplane's generation.  Then the symlink points at a broken file (B with
 weight 5000 and a service naming a pool that does not exist) and
 `tetherctl reload` exits 1 with "config refused; the running config stays" and
 both JSON paths; the dataplane's generation and config do not move and the
@@ -31,19 +33,21 @@ Run as root: python3 tests/e2e/test_control_reload.py --build-dir BUILD
 
 import json
 import os
+import signal
 import sys
 import time
 
 from tetherlab import (REPO, STATE_DIR, ClientLoop, SlowDownloads, check, client_range,
-                       run_scenario)
+                       run_scenario, wait_for)
 
 CONFIGS = REPO / "tests" / "e2e" / "configs"
 CONFIG_A, CONFIG_B = CONFIGS / "control_reload_a.json", CONFIGS / "control_reload_b.json"
 VIP = "192.0.2.20"
 SERVER_NAME = "web.assist.example"
-RELOADS = 50
-RELOAD_GAP_S = 0.25
-DOWNLOADS, DOWNLOAD_BYTES, DOWNLOAD_S = 20, 6 * 1000 * 1000, 25.0
+RELOADS = 100
+SIGHUP_EVERY = 5                     # every fifth reload is a SIGHUP
+RELOAD_GAP_S = 0.2
+DOWNLOADS, DOWNLOAD_BYTES, DOWNLOAD_S = 20, 8 * 1000 * 1000, 32.0
 STALL_S = 2.0
 DOWNLOAD_SOURCES = client_range(DOWNLOADS, first=100)       # 203.0.113.110.. (tl-client2)
 TLS_SOURCES, HTTP_SOURCES = client_range(10), client_range(10, first=10)   # tl-client1
@@ -72,18 +76,31 @@ def broken_file():
     return path, ["$.pools.web.backends[0].weight", "$.services[1].pool"]
 
 
-def reload(lab, link, target, expect_sign):
-    """Points link at target, reloads; returns (seconds, generation); checks the reply."""
+def reload(lab, link, target, expect_sign, by_signal=False):
+    """Points link at target, reloads (tetherctl, or SIGHUP to tether-control);
+    returns (seconds, generation); checks the reply or, for SIGHUP, the status."""
     point(link, target)
     before = generation(lab)
     started = time.monotonic()
-    proc = lab.tetherctl("reload")
-    seconds = time.monotonic() - started
-    check(proc.returncode == 0, "tetherctl reload of %s exited %d: %s%s"
-          % (target.name, proc.returncode, proc.stdout, proc.stderr))
-    check("%s backend web/be4" % expect_sign in proc.stdout,
-          "the reload of %s does not say '%s backend web/be4': %s"
-          % (target.name, expect_sign, proc.stdout))
+    if by_signal:
+        lab.control.send_signal(signal.SIGHUP)
+        wait_for(lambda: generation(lab) > before, 5, "the SIGHUP reload of %s" % target.name,
+                 0.005)
+        seconds = time.monotonic() - started
+        said = lab.control_command({"command": "status"})["reload"]
+        # the status keeps the counts of the last reload, not the names
+        wanted = "backends +1 -0" if expect_sign == "+" else "backends +0 -1"
+        check(said["result"] == "ok" and wanted in said["summary"],
+              "after the SIGHUP reload of %s the status says (wanted '%s'): %s"
+              % (target.name, wanted, said))
+    else:
+        proc = lab.tetherctl("reload")
+        seconds = time.monotonic() - started
+        check(proc.returncode == 0, "tetherctl reload of %s exited %d: %s%s"
+              % (target.name, proc.returncode, proc.stdout, proc.stderr))
+        check("%s backend web/be4" % expect_sign in proc.stdout,
+              "the reload of %s does not say '%s backend web/be4': %s"
+              % (target.name, expect_sign, proc.stdout))
     after = generation(lab)
     check(after > before, "dataplane generation %d -> %d after reloading %s"
           % (before, after, target.name))
@@ -110,7 +127,8 @@ def scenario(lab):
         times = []
         for i in range(RELOADS):
             target, sign = (CONFIG_A, "-") if i % 2 == 0 else (CONFIG_B, "+")
-            seconds, last_generation = reload(lab, link, target, sign)
+            seconds, last_generation = reload(lab, link, target, sign,
+                                              by_signal=i % SIGHUP_EVERY == SIGHUP_EVERY - 1)
             times.append(seconds)
             time.sleep(RELOAD_GAP_S)
         reload_span = time.monotonic() - started
@@ -183,10 +201,11 @@ def scenario(lab):
         check(summary["failed"] == 0, "%s: %d of %d failed: %s" % (
             what, summary["failed"], summary["connections"], summary["errors"]))
         check(summary["servers"].get("be4", 0) > 0, "%s: none reached be4" % what)
-    figures["reloads"] = ("%d in %.1f s (alternating A/B), tetherctl reload %.0f ms median, "
+    figures["reloads"] = ("%d in %.1f s (alternating A/B, %d by SIGHUP), %.0f ms median, "
                           "%.0f ms max; dataplane generation %d -> %d"
-                          % (RELOADS, reload_span, sorted(times)[len(times) // 2] * 1e3,
-                             max(times) * 1e3, first_generation, last_generation))
+                          % (RELOADS, reload_span, RELOADS // SIGHUP_EVERY,
+                             sorted(times)[len(times) // 2] * 1e3, max(times) * 1e3,
+                             first_generation, last_generation))
     check(lab.control.poll() is None, "tether-control exited during the test")
     return figures
 

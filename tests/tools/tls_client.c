@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -117,6 +118,14 @@ struct options {
 	long long bulk;				/* -1: GET / */
 	char *raw_text;				/* non-NULL: plain TCP mode */
 	size_t raw_length;
+	const char *sessions_out;		/* write each chain's last session */
+	const char *sessions_in;		/* start chains from these sessions */
+};
+
+/* A TLS session kept across runs (--sessions-out, --sessions-in). */
+struct saved_session {
+	SSL_SESSION *session;
+	char server[64];			/* the server that issued it */
 };
 
 /* One connection's outcome; printed as one element of "results". */
@@ -188,6 +197,9 @@ struct run {
 	struct result *results;
 	atomic_uint next;
 	unsigned jobs;
+	struct saved_session *loaded;		/* --sessions-in */
+	size_t loaded_count;
+	struct saved_session *kept;		/* --sessions-out: one per chain */
 };
 
 static const uint8_t pad_zeros[PAD_MAX];
@@ -1171,18 +1183,33 @@ resume_source(const struct options *o, unsigned session, unsigned attempt,
 	return pick;
 }
 
-/* Runs session `session`'s chain: the full handshake, then the resumptions. */
+/*
+ * Runs session `session`'s chain: the full handshake (or, with --sessions-in,
+ * a resumption of a loaded session), then the resumptions.
+ */
 static void
 chain_run(struct run *run, unsigned session)
 {
 	const struct options *o = run->options;
 	struct result *results = run->results + (size_t)session * (o->resumes + 1);
 	const struct in_addr *creator = address_pick(&o->create_from, session);
+	const struct saved_session *loaded = run->loaded_count ?
+		&run->loaded[session % run->loaded_count] : NULL;
 	SSL_SESSION *original, *latest;
 	const char *latest_from = results[0].server;
 	unsigned attempt;
 
-	original = connection_run(run->context, o, creator, NULL, &results[0]);
+	if (loaded != NULL)
+		snprintf(results[0].session_from, sizeof(results[0].session_from), "%s",
+			 loaded->server);
+	original = connection_run(run->context, o, creator,
+				  loaded ? loaded->session : NULL, &results[0]);
+	if (original == NULL && loaded != NULL) {
+		/* resumed (TLS 1.2 sends no new session) or failed: keep the loaded one */
+		original = loaded->session;
+		SSL_SESSION_up_ref(original);
+		latest_from = loaded->server;
+	}
 	latest = original;
 	if (original != NULL)
 		SSL_SESSION_up_ref(original);
@@ -1209,8 +1236,99 @@ chain_run(struct run *run, unsigned session)
 			latest_from = r->server;
 		}
 	}
+	if (run->kept != NULL && latest != NULL) {
+		run->kept[session].session = latest;
+		snprintf(run->kept[session].server, sizeof(run->kept[session].server), "%s",
+			 latest_from);
+		latest = NULL;
+	}
 	SSL_SESSION_free(original);
 	SSL_SESSION_free(latest);
+}
+
+/*
+ * The file of --sessions-out and --sessions-in: per session a line
+ * "server NAME" (the server that issued it), then the session in PEM.
+ */
+
+/* Writes every chain's kept session to path.  Returns 0 or -errno. */
+static int
+sessions_write(const char *path, const struct saved_session *kept, size_t count)
+{
+	FILE *file = fopen(path, "w");
+	size_t i;
+	int ret = 0;
+
+	if (file == NULL)
+		return -errno;
+	for (i = 0; i < count && ret == 0; i++) {
+		if (kept[i].session == NULL)
+			continue;
+		if (fprintf(file, "server %s\n", kept[i].server[0] ? kept[i].server : "-") < 0 ||
+		    PEM_write_SSL_SESSION(file, kept[i].session) != 1)
+			ret = -EIO;
+	}
+	if (fclose(file) != 0 && ret == 0)
+		ret = -errno;
+	return ret;
+}
+
+/*
+ * Reads the sessions sessions_write() wrote.  Fills *loaded (the caller frees
+ * it with sessions_free) and returns how many, or -errno (none, or a bad file).
+ */
+static ssize_t
+sessions_read(const char *path, struct saved_session **loaded)
+{
+	FILE *file = fopen(path, "r");
+	struct saved_session *list = NULL;
+	size_t count = 0;
+	char line[128];
+
+	*loaded = NULL;
+	if (file == NULL)
+		return -errno;
+	while (fgets(line, sizeof(line), file) != NULL) {
+		struct saved_session *grown;
+		char *name = line + strlen("server ");
+
+		if (strncmp(line, "server ", strlen("server ")) != 0)
+			goto bad;
+		name[strcspn(name, "\n")] = '\0';
+		grown = realloc(list, (count + 1) * sizeof(*list));
+		if (grown == NULL)
+			goto bad;
+		list = grown;
+		snprintf(list[count].server, sizeof(list[count].server), "%.*s",
+			 (int)sizeof(list[count].server) - 1, name);
+		list[count].session = PEM_read_SSL_SESSION(file, NULL, NULL, NULL);
+		if (list[count].session == NULL)
+			goto bad;
+		count++;
+	}
+	fclose(file);
+	if (count == 0) {
+		free(list);
+		return -ENOENT;
+	}
+	*loaded = list;
+	return (ssize_t)count;
+bad:
+	fclose(file);
+	while (count > 0)
+		SSL_SESSION_free(list[--count].session);
+	free(list);
+	return -EINVAL;
+}
+
+static void
+sessions_free(struct saved_session *list, size_t count)
+{
+	size_t i;
+
+	for (i = 0; list != NULL && i < count; i++)
+		SSL_SESSION_free(list[i].session);
+	free(list);
 }
 
 static void *
@@ -1395,6 +1513,12 @@ static const char usage_text[] =
 "  --offer latest|original   resume with the newest session the chain received\n"
 "                            (a fresh TLS 1.3 ticket; default) or always the full\n"
 "                            handshake's\n"
+"  --sessions-out FILE       at the end, write each chain's newest session and the\n"
+"                            server that issued it to FILE (PEM)\n"
+"  --sessions-in FILE        start each chain with a session of FILE (chain i gets\n"
+"                            the i-th, round-robin) instead of a full handshake:\n"
+"                            attempt 0 offers it, its session_from is its server\n"
+"                            (resume sessions across runs, e.g. a balancer restart)\n"
 "  --concurrency C           sessions in flight (threads; default 8)\n"
 "  --timeout S               seconds per connect, read and write (default 5);\n"
 "                            not a deadline for the whole connection\n"
@@ -1455,7 +1579,7 @@ enum option_code {
 	OPT_SESSIONS, OPT_RESUMES, OPT_CREATE_FROM, OPT_RESUME_FROM,
 	OPT_OFFER, OPT_CONCURRENCY, OPT_TIMEOUT, OPT_SPLIT, OPT_SPLIT_AT,
 	OPT_SPLIT_DELAY, OPT_RECORDS, OPT_PAD, OPT_BULK, OPT_UPLOAD,
-	OPT_RAW_TEXT, OPT_HELP,
+	OPT_RAW_TEXT, OPT_SESSIONS_OUT, OPT_SESSIONS_IN, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -1479,6 +1603,8 @@ static const struct option long_options[] = {
 	{ "bulk", required_argument, NULL, OPT_BULK },
 	{ "upload", required_argument, NULL, OPT_UPLOAD },
 	{ "raw-text", required_argument, NULL, OPT_RAW_TEXT },
+	{ "sessions-out", required_argument, NULL, OPT_SESSIONS_OUT },
+	{ "sessions-in", required_argument, NULL, OPT_SESSIONS_IN },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1775,6 +1901,12 @@ parse_options(int argc, char **argv, struct options *o)
 			o->raw_length = (size_t)length;
 			break;
 		}
+		case OPT_SESSIONS_OUT:
+			o->sessions_out = optarg;
+			break;
+		case OPT_SESSIONS_IN:
+			o->sessions_in = optarg;
+			break;
 		case OPT_HELP:
 		case 'h':
 			fputs(usage_text, stdout);
@@ -1807,6 +1939,10 @@ bad:
 				    o->bulk >= 0)) {
 		usage_error("--raw-text goes with neither --resumes, --records, "
 			    "--pad nor --bulk");
+		return -1;
+	}
+	if (o->raw_text != NULL && (o->sessions_out || o->sessions_in)) {
+		usage_error("--raw-text goes with neither --sessions-out nor --sessions-in");
 		return -1;
 	}
 	return 0;
@@ -1842,6 +1978,26 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (options.sessions_in != NULL) {
+		ssize_t loaded = sessions_read(options.sessions_in, &run.loaded);
+
+		if (loaded < 0) {
+			fprintf(stderr, "tether-test-client: --sessions-in %s: %s\n",
+				options.sessions_in, strerror((int)-loaded));
+			SSL_CTX_free(run.context);
+			options_free(&options);
+			return EXIT_USAGE;
+		}
+		run.loaded_count = (size_t)loaded;
+	}
+	if (options.sessions_out != NULL &&
+	    (run.kept = calloc(options.sessions, sizeof(*run.kept))) == NULL) {
+		fprintf(stderr, "tether-test-client: out of memory for --sessions-out\n");
+		sessions_free(run.loaded, run.loaded_count);
+		SSL_CTX_free(run.context);
+		options_free(&options);
+		return EXIT_USAGE;
+	}
 	per_session = options.raw_text ? 1 : options.resumes + 1;
 	run.jobs = options.sessions;
 	count = (size_t)options.sessions * per_session;
@@ -1870,6 +2026,16 @@ main(int argc, char **argv)
 
 	failed = json_print(stdout, &options, run.results, count);
 	fflush(stdout);
+	if (run.kept != NULL) {
+		ret = sessions_write(options.sessions_out, run.kept, options.sessions);
+		if (ret != 0) {
+			fprintf(stderr, "tether-test-client: --sessions-out %s: %s\n",
+				options.sessions_out, strerror(-ret));
+			failed++;
+		}
+		sessions_free(run.kept, options.sessions);
+	}
+	sessions_free(run.loaded, run.loaded_count);
 	for (i = 0; i < count; i++)
 		free(run.results[i].reply);
 	free(run.results);
