@@ -1189,7 +1189,14 @@ synproxy_splice_to_client(struct worker *worker, struct flow *flow, struct rte_m
 	if (flow->binding != FLOW_NO_BINDING) {
 		struct binding *binding = binding_of(worker, flow);
 		if (info->tcp_flags & RTE_TCP_SYN_FLAG) {
-			/* our ACK of its SYN-ACK was lost: answer again, tell the client nothing */
+			/* our ACK of its SYN-ACK was lost: answer again, tell the client
+			 * nothing.  Echo this SYN-ACK's TSval: Linux takes the ACK that
+			 * completes its handshake only with a TSecr between the first
+			 * and the last SYN-ACK it sent, and this one is the last. */
+			struct tcp_option_offsets offsets;
+			tcp_find_options(tcp, header_length, &offsets);
+			if (offsets.timestamp && binding->backend_timestamps)
+				binding->backend_tsval = load_be32(tcp + offsets.timestamp + 2);
 			send_replay(worker, flow, binding);
 			rte_pktmbuf_free(m);
 			return false;

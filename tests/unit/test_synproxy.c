@@ -457,6 +457,58 @@ test_backend_reset_releases_the_binding(void **state)
 	assert_int_equal(worker.synproxy->free_top, free_before);
 }
 
+/* The TSecr of a segment from the dataplane to a backend (after the
+ * standard 20-byte header, NOP NOP TS: at offset 8 of the options). */
+static uint32_t
+tsecr_of(struct rte_mbuf *m)
+{
+	uint32_t v;
+	memcpy(&v, tcp_of(m) + 20 + 8, 4);
+	return ntohl(v);
+}
+
+/* The backend repeats its SYN-ACK (our replay, its handshake's ACK, was
+ * lost): the replay is sent again echoing the repeated SYN-ACK's TSval, which
+ * Linux requires of the ACK that completes its handshake (between the first
+ * and the last SYN-ACK's). */
+static void
+test_repeated_synack_gets_the_replay_echoing_it(void **state)
+{
+	static struct stream hello;
+	struct output out;
+	(void)state;
+	load_stream("tls12-session-id-full.client", &hello);
+	unsigned length = (unsigned)first_record_length(&hello);
+	const uint32_t isn = 0x46460000, backend_isn = 0x79790000;
+	uint32_t cookie = cookie_for("203.0.113.82", 52000, isn);
+	uint8_t ts[] = { 1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0 };
+
+	run(PORT_PUBLIC, segment("203.0.113.82", "192.0.2.20", 52000, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, ts, sizeof(ts), hello.bytes, length),
+	    &out);
+	struct rte_mbuf *syn = out.ports[0] == PORT_PRIVATE ? out.frames[0] : out.frames[1];
+	char backend[16];
+	config_format_ipv4(ntohl(destination_of(syn)), backend);
+	release(&out);
+
+	/* MSS, SACK permitted, TS val 0x2000 ecr 1001, window scale 7 */
+	uint8_t first[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x20, 0, 0, 0, 0x03, 0xe9, 1, 3, 3, 7 };
+	run(PORT_PRIVATE, segment(backend, "203.0.113.82", 443, 52000, backend_isn, isn + 1,
+				  RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, first, sizeof(first), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(tsecr_of(out.frames[0]), 0x2000);
+	release(&out);
+
+	uint8_t again[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x24, 0, 0, 0, 0x03, 0xe9, 1, 3, 3, 7 };
+	run(PORT_PRIVATE, segment(backend, "203.0.113.82", 443, 52000, backend_isn, isn + 1,
+				  RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, again, sizeof(again), NULL, 0), &out);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(out.ports[0], PORT_PRIVATE);   /* the client hears nothing of it */
+	assert_int_equal(payload_of(out.frames[0]), length);
+	assert_int_equal(tsecr_of(out.frames[0]), 0x2400);
+	release(&out);
+}
+
 /* A forged ACK (no cookie) gets a RST and creates nothing. */
 static void
 test_forged_ack_is_refused(void **state)
@@ -489,6 +541,7 @@ main(void)
 		cmocka_unit_test(test_syn_cannot_kill_a_spliced_connection),
 		cmocka_unit_test(test_corrupted_hello_segment_is_not_acknowledged),
 		cmocka_unit_test(test_backend_reset_releases_the_binding),
+		cmocka_unit_test(test_repeated_synack_gets_the_replay_echoing_it),
 	};
 	if (test_eal_start("test_synproxy") < 0)
 		return 1;
