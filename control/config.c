@@ -845,15 +845,21 @@ parse_overload(struct parser *parser, json_t *value, const char *path)
 		return;
 	member_integer(parser, value, path, "half_open", false, 1, CAPACITY_MAX,
 		       &dataplane->overload_half_open);
+	unsigned errors = parser->errors->count;
 	member_integer(parser, value, path, "syn_cookie_percent", false, 1, 100,
 		       &dataplane->overload_cookie_percent);
 	member_integer(parser, value, path, "refuse_percent", false, 1, 100,
 		       &dataplane->overload_refuse_percent);
-	if (dataplane->overload_cookie_percent > dataplane->overload_refuse_percent) {
-		format_into(child, sizeof child, "%s.syn_cookie_percent", path);
-		report(parser, child, "%u is above refuse_percent (%u): cookies are the first step",
-		       dataplane->overload_cookie_percent, dataplane->overload_refuse_percent);
-	}
+	/* compared only when both are good; named where the user wrote one */
+	if (parser->errors->count != errors ||
+	    dataplane->overload_cookie_percent <= dataplane->overload_refuse_percent)
+		return;
+	bool cookie_given = json_object_get(value, "syn_cookie_percent") != NULL;
+	format_into(child, sizeof child, "%s.%s", path,
+		    cookie_given ? "syn_cookie_percent" : "refuse_percent");
+	report(parser, child, "syn_cookie_percent %u%s is above refuse_percent %u: cookies are the "
+	       "first step", dataplane->overload_cookie_percent, cookie_given ? "" : " (the default)",
+	       dataplane->overload_refuse_percent);
 }
 
 static bool

@@ -1019,8 +1019,9 @@ flows_reply(const json_t *stats)
 			"pool", json_object_get(backend, "pool"), "name", json_object_get(backend, "name"),
 			"new_flows", json_object_get(backend, "new_flows"),
 			"active_flows", json_object_get(backend, "active_flows")));
-	return json_pack("{s:O?, s:O?, s:o}", "flows", json_object_get(stats, "flows"),
-			 "drops_total", json_object_get(stats, "drops_total"), "backends", backends);
+	return json_pack("{s:O?, s:O?, s:O?, s:o}", "flows", json_object_get(stats, "flows"),
+			 "drops_total", json_object_get(stats, "drops_total"),
+			 "overload", json_object_get(stats, "overload"), "backends", backends);
 }
 
 static json_t *

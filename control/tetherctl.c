@@ -392,10 +392,12 @@ print_flows(const json_t *reply)
 	size_t index;
 	const json_t *backend;
 
+	const char *level = text_of(json_object_get(reply, "overload"), "level");
+
 	printf("flows: %lld live of %lld, %lld created, %lld expired; %lld packets dropped in all; "
 	       "overload %s\n", integer_of(flows, "live"), integer_of(flows, "capacity"),
 	       integer_of(flows, "created"), integer_of(flows, "expired"),
-	       integer_of(reply, "drops_total"), text_of(json_object_get(reply, "overload"), "level"));
+	       integer_of(reply, "drops_total"), *level ? level : "unknown");
 	table_init(&table, headers, 4);
 	json_array_foreach(json_object_get(reply, "backends"), index, backend)
 		table_row(&table, "%s\t%s\t%lld\t%lld", text_of(backend, "pool"), text_of(backend, "name"),

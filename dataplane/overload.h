@@ -8,9 +8,11 @@
  *                         once its ACK proves it is real, so spoofed SYNs
  *                         create nothing
  *   OVERLOAD_REFUSE_NEW   no new flow and no new binding at all; SYNs are still
- *                         answered with cookies (stateless), and a client whose
- *                         ACK was refused retransmits and gets in once the
- *                         pressure falls
+ *                         answered with cookies (stateless), and a client that
+ *                         speaks first resends its data, whose ACK carries the
+ *                         cookie, and gets in once the pressure falls (one
+ *                         that waits for the server waits for its own timeout:
+ *                         TCP never resends a bare ACK)
  *
  * A worker steps up at once when a trigger holds: for cookies, half-open flows
  * (plain TCP flows whose handshake has not completed) at the configured share,

@@ -407,12 +407,12 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 
 	if (proxy->free_top == 0) {
 		proxy->stats.bindings_full++;
-		rte_pktmbuf_free(m);   /* the client retransmits; a binding may be free by then */
+		rte_pktmbuf_free(m);   /* its data is resent (a bare ACK never is): maybe to a free binding */
 		return;
 	}
 	if (unlikely(worker->overload.level == OVERLOAD_REFUSE_NEW)) {
 		worker->overload.stats.refused++;
-		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);   /* likewise retransmitted */
+		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);   /* likewise */
 		return;
 	}
 	struct flow flow = {
@@ -1012,13 +1012,13 @@ backend_accepted(struct worker *worker, struct flow *flow, struct binding *bindi
 	binding->deadline = worker->now + REPLAY_RTO_MS * worker->tsc_per_ms;
 	binding->learn_deadline = worker->now + LEARN_TIMEOUT_MS * worker->tsc_per_ms;
 	tls_server_scan_init(&binding->scan, binding->scratch, sizeof(binding->scratch));
+	/* Even with nothing to replay (a cookie connection whose client has not
+	 * spoken yet) the binding stays until the backend acknowledges: should
+	 * this ACK be lost, only the binding can answer the backend's repeated
+	 * SYN-ACK with an ACK it takes.  The client's own answer would not do:
+	 * its TSecr echoes the cookie's TSval, which translates to before the
+	 * backend's first SYN-ACK, and Linux refuses that in SYN-RECEIVED. */
 	send_replay(worker, flow, binding);
-	/* Nothing to replay and nothing to learn (a cookie connection whose
-	 * client has not spoken yet): the binding has done its work.  Should
-	 * the ACK just sent be lost, the backend's repeated SYN-ACK reaches the
-	 * client, whose answer completes the backend's handshake. */
-	if (binding->length == 0 && !binding->learning)
-		binding_release(worker, flow);
 }
 
 void
