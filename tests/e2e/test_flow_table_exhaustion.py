@@ -88,12 +88,7 @@ def scenario(lab):
              {c: n - before["drops"][c] for c, n in during["drops"].items()
               if n != before["drops"][c]}))
 
-    failed = [r for r in results if not r["ok"]]
-    check(not failed, "%d of %d established downloads failed during the exhaustion; first: %s"
-          % (len(failed), len(results), ["%s: %s" % (r["source"], r["error"])
-                                         for r in failed[:3]]))
-    unclean = [r for r in results if not r["clean_close"]]
-    check(not unclean, "%d downloads did not close cleanly" % len(unclean))
+    downloads_figure = SlowDownloads.check(results)   # established flows lost nothing
 
     after = lab.run_clients(client_range(50, first=100), TARGET, tls=True, ca=lab.ca_path(),
                             server_name=SERVER_NAME, per_source=1, timeout=10, concurrency=8)
@@ -109,9 +104,7 @@ def scenario(lab):
                     during["drops"]["overload_refused"] - before["drops"]["overload_refused"],
                     during["drops"]["flow_table_full"] - before["drops"]["flow_table_full"],
                     ladder["entered_refuse_new"]),
-        "established downloads": "%d/%d byte-exact, clean close, longest wait for data %.2f s"
-                                 % (len(results) - len(failed), len(results),
-                                    max(r["max_gap_s"] or 0 for r in results)),
+        "established downloads": downloads_figure,
         "recovery": "level none %.1f s after the flood's end (%d flows live); then %d/%d new TLS "
                     "connections ok" % (recovered_s, calm["flows"]["live"],
                                         len(after) - len(bad), len(after)),
