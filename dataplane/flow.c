@@ -340,9 +340,9 @@ sequence_plausible(uint32_t last, uint32_t sequence)
 	return last == 0 || (distance > -FLOW_RST_WINDOW && distance < FLOW_RST_WINDOW);
 }
 
-bool
-flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
-	       uint32_t sequence)
+/* The state machine itself; flow_track_tcp_flags() counts what leaves SYN. */
+static bool
+track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags, uint32_t sequence)
 {
 	uint32_t *last = direction == FLOW_FORWARD ? &flow->client_sequence : &flow->backend_sequence;
 
@@ -371,6 +371,18 @@ flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t t
 	    (flow->flags & FLOW_BACKEND_SYNACK) && (tcp_flags & RTE_TCP_ACK_FLAG))
 		flow->state = FLOW_TCP_ESTABLISHED;
 	return true;
+}
+
+bool
+flow_track_tcp_flags(struct flow_table *table, struct flow *flow,
+		     enum flow_direction direction, uint8_t tcp_flags, uint32_t sequence)
+{
+	bool half_open = flow->state == FLOW_TCP_SYN;
+	bool believed = track_tcp(flow, direction, tcp_flags, sequence);
+
+	if (half_open && flow->state != FLOW_TCP_SYN)
+		table->half_open--;
+	return believed;
 }
 
 /* True when `flow` is live and idle past its state's timeout.  last_seen may

@@ -126,8 +126,8 @@ struct flow_table {
 	struct flow *flows;
 	uint32_t capacity;
 	uint32_t live;
-	uint32_t half_open;        /* flows in FLOW_TCP_SYN: counted by insert and remove, and
-				    * by the pipeline where a packet moves one out of it */
+	uint32_t half_open;        /* flows in FLOW_TCP_SYN: kept by insert, remove and the
+				    * state machine (flow_track_tcp) */
 	uint32_t free_top;
 	uint32_t *free_stack;
 	uint32_t expire_cursor;
@@ -264,15 +264,16 @@ flow_at(const struct flow_table *table, uint32_t reference)
  * number `sequence` (network order) going `direction`.  Returns false when
  * it ignored a RST whose sequence number is out of window (a blind attacker's,
  * RFC 5961's concern): the flow keeps its state; the endpoint judges the RST.
- * flow_track_tcp_flags() is the whole machine; flow_track_tcp() adds the
- * inline fast path of the established-flow packet path.
+ * flow_track_tcp_flags() is the whole machine (and keeps table->half_open
+ * when a flow leaves FLOW_TCP_SYN); flow_track_tcp() adds the inline fast path
+ * of the established-flow packet path.  `flow` is an entry of `table`.
  */
-bool flow_track_tcp_flags(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
-			  uint32_t sequence);
+bool flow_track_tcp_flags(struct flow_table *table, struct flow *flow,
+			  enum flow_direction direction, uint8_t tcp_flags, uint32_t sequence);
 
 static inline bool
-flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_flags,
-	       uint32_t sequence)
+flow_track_tcp(struct flow_table *table, struct flow *flow, enum flow_direction direction,
+	       uint8_t tcp_flags, uint32_t sequence)
 {
 	/* the common case, inline: an established flow's segment without SYN,
 	 * FIN or RST only records its sequence number */
@@ -283,7 +284,7 @@ flow_track_tcp(struct flow *flow, enum flow_direction direction, uint8_t tcp_fla
 			flow->backend_sequence = sequence;
 		return true;
 	}
-	return flow_track_tcp_flags(flow, direction, tcp_flags, sequence);
+	return flow_track_tcp_flags(table, flow, direction, tcp_flags, sequence);
 }
 
 /*

@@ -96,14 +96,10 @@ forward_flow(struct worker *worker, unsigned port, struct rte_mbuf *m,
 		}
 	}
 	flow->last_seen = worker->now;
-	if (info->protocol == IPPROTO_TCP) {
-		bool half_open = flow->state == FLOW_TCP_SYN;
-		if (unlikely(!flow_track_tcp(flow, direction, info->tcp_flags, info->tcp_sequence)))
+	if (info->protocol == IPPROTO_TCP)
+		if (unlikely(!flow_track_tcp(&worker->flows, flow, direction, info->tcp_flags,
+					     info->tcp_sequence)))
 			worker->stats.rst_out_of_window++;
-		/* the one place a flow leaves FLOW_TCP_SYN (overload.h counts them) */
-		if (unlikely(half_open) && flow->state != FLOW_TCP_SYN)
-			worker->flows.half_open--;
-	}
 	if (direction == FLOW_FORWARD) {
 		service->packets_in++;
 		service->bytes_in += m->pkt_len;

@@ -170,25 +170,27 @@ static void
 test_tcp_states(void **state)
 {
 	(void)state;
+	struct flow_table table = { .half_open = 1 };   /* the SYN-state flow below */
 	struct flow flow = make_flow(1, 1);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_SYN_FLAG, htonl(100));
+	flow_track_tcp(&table, &flow, FLOW_FORWARD, RTE_TCP_SYN_FLAG, htonl(100));
 	assert_int_equal(flow.state, FLOW_TCP_SYN);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));   /* ACK before SYN-ACK */
+	flow_track_tcp(&table, &flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));   /* ACK before SYN-ACK */
 	assert_int_equal(flow.state, FLOW_TCP_SYN);
-	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, htonl(5000));
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));
+	flow_track_tcp(&table, &flow, FLOW_REVERSE, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, htonl(5000));
+	flow_track_tcp(&table, &flow, FLOW_FORWARD, RTE_TCP_ACK_FLAG, htonl(101));
 	assert_int_equal(flow.state, FLOW_TCP_ESTABLISHED);
-	flow_track_tcp(&flow, FLOW_FORWARD, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(200));
+	assert_int_equal(table.half_open, 0);   /* it left SYN, and was counted out */
+	flow_track_tcp(&table, &flow, FLOW_FORWARD, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(200));
 	assert_int_equal(flow.state, FLOW_TCP_FIN);
-	flow_track_tcp(&flow, FLOW_REVERSE, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(6000));
+	flow_track_tcp(&table, &flow, FLOW_REVERSE, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, htonl(6000));
 	assert_int_equal(flow.state, FLOW_TCP_CLOSE);
 	/* a RST near the last sequence seen closes; a blind one far away does not */
 	struct flow other = make_flow(2, 2);
 	other.state = FLOW_TCP_ESTABLISHED;
-	assert_true(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_ACK_FLAG, htonl(0x10000000)));
-	assert_false(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x90000000)));
+	assert_true(flow_track_tcp(&table, &other, FLOW_REVERSE, RTE_TCP_ACK_FLAG, htonl(0x10000000)));
+	assert_false(flow_track_tcp(&table, &other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x90000000)));
 	assert_int_equal(other.state, FLOW_TCP_ESTABLISHED);
-	assert_true(flow_track_tcp(&other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x10000400)));
+	assert_true(flow_track_tcp(&table, &other, FLOW_REVERSE, RTE_TCP_RST_FLAG, htonl(0x10000400)));
 	assert_int_equal(other.state, FLOW_TCP_CLOSE);
 }
 
