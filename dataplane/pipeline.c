@@ -213,6 +213,20 @@ pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint3
 	return backend;
 }
 
+int
+pipeline_schedule_plain(struct worker *worker, unsigned service_index, uint32_t source,
+			uint32_t destination, uint16_t source_port, uint16_t destination_port,
+			uint8_t protocol, uint32_t *entry)
+{
+	const struct runtime_service *service = &worker->services->services[service_index];
+
+	if (service->persistence == CONFIG_PERSIST_SOURCE_IP)
+		return pipeline_schedule_source_ip(worker, service_index, source, entry);
+	return pipeline_maglev_pick(worker->services, service,
+				    pipeline_flow_hash(source, destination, source_port,
+						       destination_port, protocol));
+}
+
 void
 pipeline_count_new_flow(struct worker *worker, const struct flow *flow)
 {
@@ -296,13 +310,10 @@ new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m, const struct 
 	}
 
 	uint32_t persist_entry = FLOW_NO_PERSIST;
-	int backend_index = service->persistence == CONFIG_PERSIST_SOURCE_IP ?
-		pipeline_schedule_source_ip(worker, (unsigned)service_index, info->source,
-					    &persist_entry) :
-		pipeline_maglev_pick(services, service,
-				     pipeline_flow_hash(info->source, info->destination,
-							info->source_port, info->destination_port,
-							info->protocol));
+	int backend_index = pipeline_schedule_plain(worker, (unsigned)service_index, info->source,
+						    info->destination, info->source_port,
+						    info->destination_port, info->protocol,
+						    &persist_entry);
 	if (backend_index < 0) {
 		pipeline_drop(worker, m, PACKET_DROP_NO_BACKEND);
 		return;

@@ -168,6 +168,14 @@ uint32_t pipeline_flow_hash(uint32_t source, uint32_t destination, uint16_t sour
 int pipeline_schedule_source_ip(struct worker *worker, unsigned service_index, uint32_t source,
 				uint32_t *entry);
 
+/* The backend (runtime index, or -1) a new connection to a service without
+ * delayed binding gets: source-ip persistence (setting *entry), or Maglev on
+ * the 5-tuple.  The SYN path and the SYN-cookie path both call it, so a
+ * client's backend does not depend on which one admitted it. */
+int pipeline_schedule_plain(struct worker *worker, unsigned service_index, uint32_t source,
+			    uint32_t destination, uint16_t source_port, uint16_t destination_port,
+			    uint8_t protocol, uint32_t *entry);
+
 /* If `key` belongs to a flow in FIN or CLOSE state, end it; true when it did. */
 bool pipeline_evict_closing(struct worker *worker, const struct flow_key *key);
 

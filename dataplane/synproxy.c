@@ -712,23 +712,6 @@ lookup_ticket(struct worker *worker, const struct runtime_service *service, cons
 	return exact == LOOKUP_DOWN || by_name == LOOKUP_DOWN ? LOOKUP_DOWN : LOOKUP_MISS;
 }
 
-/* Source-IP persistence for `flow`, as a plain service schedules it. */
-static int
-by_source_ip(struct worker *worker, struct flow *flow)
-{
-	return pipeline_schedule_source_ip(worker, worker->services->service_index[flow->service],
-					   flow->client, &flow->persist_entry);
-}
-
-/* Maglev on the 5-tuple, as a service with persistence none schedules. */
-static int
-by_tuple(struct worker *worker, const struct runtime_service *service, const struct flow *flow)
-{
-	return pipeline_maglev_pick(worker->services, service,
-				    pipeline_flow_hash(flow->client, flow->vip, flow->client_port,
-						       flow->vip_port, IPPROTO_TCP));
-}
-
 /* The fallback of DESIGN.md: source IP (default), source IP + SNI, or none. */
 static int
 fallback_backend(struct worker *worker, struct flow *flow, const struct tls_client_hello *hello)
@@ -740,7 +723,8 @@ fallback_backend(struct worker *worker, struct flow *flow, const struct tls_clie
 		return -1;   /* removed by a reload while the hello was read */
 	switch (service->fallback) {
 	case CONFIG_FALLBACK_SOURCE_IP:
-		return by_source_ip(worker, flow);
+		return pipeline_schedule_source_ip(worker, services->service_index[flow->service],
+						   flow->client, &flow->persist_entry);
 	case CONFIG_FALLBACK_SOURCE_IP_SNI: {
 		uint32_t hash = rte_hash_crc_4byte(flow->client & service->source_mask, 0x5e1u);
 		if (hello && hello->sni_length)
@@ -748,22 +732,23 @@ fallback_backend(struct worker *worker, struct flow *flow, const struct tls_clie
 		return pipeline_maglev_pick(services, service, hash);
 	}
 	default:
-		return by_tuple(worker, service, flow);
+		return pipeline_maglev_pick(services, service,
+			pipeline_flow_hash(flow->client, flow->vip, flow->client_port, flow->vip_port,
+					   IPPROTO_TCP));
 	}
 }
 
 /* A plain service's connection that came in by cookie: the backend its SYN
- * would have got without one (pipeline.c new_flow), so a client keeps its
- * backend whichever way it came in. */
+ * would have got without one, or -1 (the service left in a reload). */
 static int
 plain_backend(struct worker *worker, struct flow *flow)
 {
-	const struct runtime_service *service = services_service_by_id(worker->services, flow->service);
+	uint16_t index = worker->services->service_index[flow->service];
 
-	if (!service)
+	if (index == SERVICES_NO_INDEX)
 		return -1;
-	return service->persistence == CONFIG_PERSIST_SOURCE_IP ? by_source_ip(worker, flow) :
-								  by_tuple(worker, service, flow);
+	return pipeline_schedule_plain(worker, index, flow->client, flow->vip, flow->client_port,
+				       flow->vip_port, IPPROTO_TCP, &flow->persist_entry);
 }
 
 /* Session ID, then ticket (TLS 1.2 extension or TLS 1.3 PSK identity), each
