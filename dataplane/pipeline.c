@@ -304,8 +304,7 @@ new_flow(struct worker *worker, unsigned port, struct rte_mbuf *m, const struct 
 		return;
 	}
 	if (unlikely(worker->overload.level == OVERLOAD_REFUSE_NEW)) {
-		worker->overload.stats.refused++;
-		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);
+		pipeline_refuse_new(worker, m);
 		return;
 	}
 

@@ -133,6 +133,15 @@ pipeline_drop(struct worker *worker, struct rte_mbuf *m, enum packet_reason reas
 	rte_pktmbuf_free(m);
 }
 
+/* A new connection's packet at OVERLOAD_REFUSE_NEW (overload.h): dropped and
+ * counted both as a drop and as the ladder's refusal. */
+static inline void
+pipeline_refuse_new(struct worker *worker, struct rte_mbuf *m)
+{
+	worker->overload.stats.refused++;
+	pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);
+}
+
 /* Queue `m` to next hop `index` (neighbor.h); dropped and counted while it is
  * unresolved. */
 static inline void

@@ -411,8 +411,7 @@ start_binding(struct worker *worker, struct rte_mbuf *m, const struct packet_inf
 		return;
 	}
 	if (unlikely(worker->overload.level == OVERLOAD_REFUSE_NEW)) {
-		worker->overload.stats.refused++;
-		pipeline_drop(worker, m, PACKET_DROP_OVERLOAD);   /* likewise */
+		pipeline_refuse_new(worker, m);   /* likewise */
 		return;
 	}
 	struct flow flow = {
