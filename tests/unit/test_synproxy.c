@@ -420,28 +420,41 @@ test_corrupted_hello_segment_is_not_acknowledged(void **state)
 	release(&out);
 }
 
+/* A client's cookie handshake and whole hello (first record of the TLS 1.2
+ * fixture, with `ts` options if given): returns the hello's length and writes
+ * the backend the dataplane sent its SYN to. */
+static unsigned
+hello_sent_to_backend(const char *client, uint16_t port, uint32_t isn, const uint8_t *ts,
+		      unsigned ts_length, char backend[16])
+{
+	static struct stream hello;
+	struct output out;
+	load_stream("tls12-session-id-full.client", &hello);
+	unsigned length = (unsigned)first_record_length(&hello);
+	uint32_t cookie = cookie_for(client, port, isn);
+
+	run(PORT_PUBLIC, segment(client, "192.0.2.20", port, 443, isn + 1, cookie + 1,
+				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, ts, ts_length, hello.bytes, length),
+	    &out);
+	assert_int_equal(out.count, 2);   /* the ACK of the hello, the SYN to a backend */
+	struct rte_mbuf *syn = out.ports[0] == PORT_PRIVATE ? out.frames[0] : out.frames[1];
+	config_format_ipv4(ntohl(destination_of(syn)), backend);
+	release(&out);
+	return length;
+}
+
 /* A backend that resets a spliced connection before acknowledging the replay
  * (a bare RST, no ACK) ends the binding at once: no replay goes on being
  * resent to a closed connection, and the binding is free for the next client. */
 static void
 test_backend_reset_releases_the_binding(void **state)
 {
-	static struct stream hello;
 	struct output out;
-	(void)state;
-	load_stream("tls12-session-id-full.client", &hello);
-	unsigned length = (unsigned)first_record_length(&hello);
-	const uint32_t isn = 0x45450000, backend_isn = 0x78780000;
-	uint32_t cookie = cookie_for("203.0.113.81", 51000, isn);
-	uint32_t free_before = worker.synproxy->free_top;
-
-	run(PORT_PUBLIC, segment("203.0.113.81", "192.0.2.20", 51000, 443, isn + 1, cookie + 1,
-				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, NULL, 0, hello.bytes, length), &out);
-	assert_int_equal(out.count, 2);
-	struct rte_mbuf *syn = out.ports[0] == PORT_PRIVATE ? out.frames[0] : out.frames[1];
 	char backend[16];
-	config_format_ipv4(ntohl(destination_of(syn)), backend);
-	release(&out);
+	(void)state;
+	const uint32_t isn = 0x45450000, backend_isn = 0x78780000;
+	uint32_t free_before = worker.synproxy->free_top;
+	unsigned length = hello_sent_to_backend("203.0.113.81", 51000, isn, NULL, 0, backend);
 	assert_int_equal(worker.synproxy->free_top, free_before - 1);
 
 	run(PORT_PRIVATE, segment(backend, "203.0.113.81", 443, 51000, backend_isn, isn + 1,
@@ -474,22 +487,12 @@ tsecr_of(struct rte_mbuf *m)
 static void
 test_repeated_synack_gets_the_replay_echoing_it(void **state)
 {
-	static struct stream hello;
 	struct output out;
-	(void)state;
-	load_stream("tls12-session-id-full.client", &hello);
-	unsigned length = (unsigned)first_record_length(&hello);
-	const uint32_t isn = 0x46460000, backend_isn = 0x79790000;
-	uint32_t cookie = cookie_for("203.0.113.82", 52000, isn);
-	uint8_t ts[] = { 1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0 };
-
-	run(PORT_PUBLIC, segment("203.0.113.82", "192.0.2.20", 52000, 443, isn + 1, cookie + 1,
-				 RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, ts, sizeof(ts), hello.bytes, length),
-	    &out);
-	struct rte_mbuf *syn = out.ports[0] == PORT_PRIVATE ? out.frames[0] : out.frames[1];
 	char backend[16];
-	config_format_ipv4(ntohl(destination_of(syn)), backend);
-	release(&out);
+	(void)state;
+	const uint32_t isn = 0x46460000, backend_isn = 0x79790000;
+	uint8_t ts[] = { 1, 1, 8, 10, 0, 0, 0x03, 0xe9, 0, 0, 0, 0 };
+	unsigned length = hello_sent_to_backend("203.0.113.82", 52000, isn, ts, sizeof(ts), backend);
 
 	/* MSS, SACK permitted, TS val 0x2000 ecr 1001, window scale 7 */
 	uint8_t first[] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x20, 0, 0, 0, 0x03, 0xe9, 1, 3, 3, 7 };
