@@ -328,7 +328,8 @@ def scenario(lab):
                                     server_name=SERVER_NAME, per_source=1, timeout=10,
                                     concurrency=8)
     bad = [r for r in results_after if not r["ok"]]
-    check(not bad, "%d of %d connections failed after the flood" % (len(bad), len(results_after)))
+    check(not bad, "%d of %d connections failed after the flood: %s; counters since: %s"
+          % (len(bad), len(results_after), bad[:3], stats_delta(after, lab.stats())))
     return {
         "stalled connections": "%d SYNs in %.1f s (%.0f/s), %d SYN-ACKs, %d partial hellos, "
                                "%d acknowledged (bound), %d gave up, %d receive drops"
