@@ -110,6 +110,7 @@ struct tether_control {
 	uint64_t started_ms;
 	struct reload_status reload;
 	struct reload *reload_pending;  /* waiting for the dataplane's `load` */
+	bool resync_pending;            /* (re)connected; its backend states not read yet */
 
 	/* The dataplane as last heard. */
 	bool generation_known;
@@ -336,8 +337,11 @@ push_backends(struct tether_control *ctl, bool all, json_t *answer, uint64_t cli
 	json_t *states;
 	struct push_context *context;
 
-	if (!dataplane_client_connected(ctl->dataplane) || ctl->reload_pending)
-		return false;   /* sent in full at reconnection or after the reload */
+	/* Sent in full at reconnection or after the reload.  Until the resync has
+	 * read which backends the dataplane has down, a push would tell it "up"
+	 * for a dead server no check has failed yet (desired_state). */
+	if (!dataplane_client_connected(ctl->dataplane) || ctl->reload_pending || ctl->resync_pending)
+		return false;
 	states = json_array();
 	for (unsigned p = 0; p < ctl->config.pool_count; p++) {
 		for (unsigned b = 0; b < ctl->config.pools[p].backend_count; b++) {
@@ -470,6 +474,7 @@ on_resync_stats_reply(void *arg, json_t *reply, const char *error)
 		if (state && pool && name && backend_find(&ctl->config, pool, name, &p, &b) == 0)
 			ctl->backends[p][b].dataplane_down = strcmp(state, "down") == 0;
 	}
+	ctl->resync_pending = false;
 	push_backends(ctl, true, NULL, 0);
 	push_key_names(ctl, true);
 }
@@ -482,6 +487,7 @@ on_dataplane_connect(void *arg)
 	struct tether_control *ctl = arg;
 
 	ctl->dataplane_since = time(NULL);
+	ctl->resync_pending = true;
 	dataplane_client_request(ctl->dataplane, json_pack("{s:s}", "command", "status"), PUSH_TIMEOUT_MS,
 				 on_status_reply, ctl);
 	dataplane_client_request(ctl->dataplane, json_pack("{s:s, s:s}", "command", "load",
@@ -490,6 +496,7 @@ on_dataplane_connect(void *arg)
 	/* ask what it has before telling it anything about backends */
 	if (dataplane_client_request(ctl->dataplane, json_pack("{s:s}", "command", "stats"),
 				     PUSH_TIMEOUT_MS, on_resync_stats_reply, ctl) < 0) {
+		ctl->resync_pending = false;
 		push_backends(ctl, true, NULL, 0);
 		push_key_names(ctl, true);
 	}
@@ -503,6 +510,7 @@ on_dataplane_disconnect(void *arg, const char *why)
 	(void)why;
 	forget_pushes(ctl);
 	ctl->generation_known = false;
+	ctl->resync_pending = false;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1167,8 +1175,10 @@ backend_command(struct tether_control *ctl, const struct control_request *reques
 				   "state", desired_names[state], "weight", (int)weight);
 	if (push_backends(ctl, false, answer, client_id))
 		return NULL;
-	json_object_set_new(answer, "dataplane", json_string(ctl->reload_pending ?
-		"a reload is in progress; applied with it" : "not connected; applied when it reconnects"));
+	json_object_set_new(answer, "dataplane", json_string(
+		ctl->reload_pending ? "a reload is in progress; applied with it" :
+		ctl->resync_pending ? "resyncing after its (re)connection; applied with it" :
+				      "not connected; applied when it reconnects"));
 	return answer;
 }
 
