@@ -92,6 +92,7 @@ struct health_backend {
 	bool expiry_known;              /* this check saw a certificate */
 	int32_t days_to_expiry;
 	bool ticket_seen;               /* this check got a ticket of >= 16 bytes */
+	bool ticket_wait_cut;           /* its timeout ended the ticket wait early */
 	uint8_t ticket_key_name[HEALTH_KEY_NAME_LENGTH];
 	size_t request_length, request_sent;
 	char request[CHECK_HTTP_REQUEST_MAX];

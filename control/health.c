@@ -271,6 +271,11 @@ check_key_name(struct health_engine *engine, struct health_backend *backend, boo
 
 	if (!ok || (type != CONFIG_HEALTH_TLS && type != CONFIG_HEALTH_HTTPS))
 		return;         /* a failed check says nothing about the server's keys */
+	/* Nor does a wait for the ticket that the check's timeout cut short: a
+	 * slow server would otherwise lose its key name, and the dataplane its
+	 * TLS 1.3 resumptions, at every check that ended before its ticket came. */
+	if (!backend->ticket_seen && backend->ticket_wait_cut)
+		return;
 	valid = backend->ticket_seen;
 	changed = valid != state->ticket_key_name_valid ||
 		  (valid && memcmp(state->ticket_key_name, backend->ticket_key_name,
@@ -451,6 +456,7 @@ check_start(struct health_engine *engine, struct health_backend *backend, uint64
 	backend->error[0] = '\0';
 	backend->expiry_known = false;
 	backend->ticket_seen = false;
+	backend->ticket_wait_cut = false;
 	backend->handshake_done = false;
 	backend->request_length = 0;
 	heap_set_deadline(engine, backend, now + ms_to_ns(health->timeout_ms));
@@ -480,6 +486,8 @@ static void
 check_timeout(struct health_engine *engine, struct health_backend *backend)
 {
 	if (backend->phase == CHECK_TLS_TICKET) {
+		backend->ticket_wait_cut = health_now_ns() <
+					   backend->answered_ns + ms_to_ns(CHECK_TICKET_WAIT_MS);
 		check_finish(engine, backend, true);    /* no ticket came: still up */
 		return;
 	}

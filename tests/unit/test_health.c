@@ -48,6 +48,7 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "check.h"
 #include "health.h"
 
 #define FQDN "cp1.assist.example"
@@ -202,6 +203,7 @@ struct server {
 	int status;                     /* http, https */
 	SSL_CTX *tls;
 	atomic_bool stall;              /* accept, then never answer */
+	atomic_int ticket_delay_ms;     /* TLS 1.3: 0 tickets at once, > 0 one this late, < 0 none */
 	atomic_int served;
 	pthread_t thread;
 	int wake[2];
@@ -284,6 +286,7 @@ server_serve(struct server *server, int fd)
 	struct timeval limit = { .tv_sec = 2 };
 	char buffer[256];
 	SSL *ssl;
+	int delay_ms;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
@@ -298,7 +301,15 @@ server_serve(struct server *server, int fd)
 	case SERVE_HTTPS:
 		ssl = SSL_new(server->tls);
 		SSL_set_fd(ssl, fd);
+		delay_ms = atomic_load(&server->ticket_delay_ms);
+		if (delay_ms != 0)
+			SSL_set_num_tickets(ssl, 0);
 		if (SSL_accept(ssl) == 1) {
+			if (delay_ms > 0) {
+				usleep((useconds_t)delay_ms * 1000u);
+				if (SSL_new_session_ticket(ssl) == 1)
+					(void)SSL_do_handshake(ssl);
+			}
 			if (server->kind == SERVE_HTTPS) {
 				server_read_request(server, ssl, fd);
 				server_respond(server, ssl, fd);
@@ -997,6 +1008,56 @@ test_tls_check_harvests_the_ticket_key_name_of_each_server(void **state)
 	server_stop(&second);
 }
 
+/* A server whose ticket comes after the check's timeout keeps its key name
+ * (the timeout cut the wait short: no verdict); one that sends none in the
+ * whole 200 ms wait loses it. */
+static void
+test_tls_check_keeps_the_key_name_when_the_timeout_cuts_the_ticket_wait(void **state)
+{
+	struct server server;
+	struct fixture fixture;
+	struct recorder recorder;
+	struct health_engine *engine;
+	struct config_pool *pool;
+	const struct health_backend_state *backend;
+	uint8_t expected[HEALTH_KEY_NAME_LENGTH];
+
+	(void)state;
+	server_start(&server, SERVE_TLS, ip(127, 0, 0, 1), 0, pki.good, 0);
+	server_key_name(&server, expected);
+	fixture_single(&fixture, CONFIG_HEALTH_TLS, &server);
+	engine = engine_new(&fixture.config, &recorder);
+	run_until_checks(engine, 0, 0, 1, ms(1000));
+	backend = health_engine_backend(engine, 0, 0);
+	assert_true(backend->ticket_key_name_valid);
+
+	/* the ticket 80 ms after the handshake, the check's timeout at 50 ms */
+	atomic_store(&server.ticket_delay_ms, (int)ms(80));
+	run_until_checks(engine, 0, 0, backend->checks + 3, ms(2000));
+	assert_int_equal(backend->state, HEALTH_UP);
+	assert_true(backend->ticket_key_name_valid);
+	assert_memory_equal(backend->ticket_key_name, expected, HEALTH_KEY_NAME_LENGTH);
+	assert_int_equal(recorder.key_name_reports, 1);
+	health_engine_destroy(engine);
+
+	/* no ticket at all, with a timeout that lets the whole wait run */
+	pool = fixture_single(&fixture, CONFIG_HEALTH_TLS, &server);
+	pool->health.interval_ms = ms(100) + 2 * CHECK_TICKET_WAIT_MS;
+	pool->health.timeout_ms = ms(50) + CHECK_TICKET_WAIT_MS;
+	atomic_store(&server.ticket_delay_ms, 0);
+	engine = engine_new(&fixture.config, &recorder);
+	run_until_checks(engine, 0, 0, 1, ms(2000));
+	backend = health_engine_backend(engine, 0, 0);
+	assert_true(backend->ticket_key_name_valid);
+	atomic_store(&server.ticket_delay_ms, -1);
+	run_until_checks(engine, 0, 0, backend->checks + 1, ms(2000));
+	assert_int_equal(backend->state, HEALTH_UP);
+	assert_false(backend->ticket_key_name_valid);
+	assert_int_equal(recorder.key_name_reports, 2);
+	health_engine_destroy(engine);
+	server_stop(&server);
+}
+
 /* TLS 1.2: the ticket comes inside the handshake; same harvest. */
 static void
 test_tls12_check_harvests_the_ticket_key_name(void **state)
@@ -1488,6 +1549,7 @@ main(void)
 		cmocka_unit_test(test_tls_check_down_when_the_ca_file_is_missing),
 		cmocka_unit_test(test_tls_check_down_within_fall_intervals_when_the_server_stops_answering),
 		cmocka_unit_test(test_tls_check_harvests_the_ticket_key_name_of_each_server),
+		cmocka_unit_test(test_tls_check_keeps_the_key_name_when_the_timeout_cuts_the_ticket_wait),
 		cmocka_unit_test(test_tls12_check_harvests_the_ticket_key_name),
 		cmocka_unit_test(test_http_check_up_on_200_with_path_and_host),
 		cmocka_unit_test(test_http_check_down_on_503_with_the_status_in_the_reason),
