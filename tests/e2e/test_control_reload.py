@@ -9,8 +9,8 @@ continuous load of
 
 - 20 long-lived TLS connections to 192.0.2.20:443 (service `web`), each a slow
   reader downloading 8 MB at a steady pace over about 32 s (44 s sanitized),
-  every byte checked, started while B is loaded so that some of them run to be4, which every
-  B -> A reload removes from the pool under them;
+  every byte checked, started while B is loaded so that some of them run to
+  be4, which every B -> A reload removes from the pool under them;
 - batches of new TLS connections to `web` (443) and plain HTTP ones to
   `web-http` (80), services present in both configs, one batch after another;
 
